@@ -1,0 +1,231 @@
+"""The `ProbeReport`: the one result shape of a probe run (CLI output, pod output, S3 evidence).
+
+Both sides use it: the probe writes it, the operator validates it strictly at the
+boundary (`ProbeReport.parse_untrusted`) because a probe's output comes from a node
+that may be broken or compromised. Every string and list is bounded and every number
+must be finite, so a hostile report can neither bloat what the operator stores nor
+smuggle NaN past a threshold comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+SCHEMA_VERSION = "accelqual.io/v1"
+
+#: Marks the line of a probe pod's stdout that carries the full report, so the operator
+#: can find it among progress output and cannot be fooled by a report-shaped log line
+#: printed earlier by a check (it takes the last marked line only).
+REPORT_MARKER = "ACCELQUAL-REPORT "
+#: Marks the compact verdict written to the pod's termination message (kubelet caps it at 4 KiB).
+VERDICT_MARKER = "ACCELQUAL-VERDICT "
+
+MAX_REPORT_BYTES = 1_048_576
+MAX_VERDICT_BYTES = 4096
+MAX_CHECKS = 256
+MAX_MEASUREMENTS = 512
+MAX_REASON = 1024
+MAX_NAME = 253
+
+CHECK_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9][a-z0-9_-]*)*$"
+
+
+class Verdict(StrEnum):
+    """Outcome of one check."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    WARN = "warn"
+    SKIP = "skip"
+    ERROR = "error"
+
+
+class OverallVerdict(StrEnum):
+    """Outcome of a whole probe run (and of a node): `inconclusive` never lets a node in."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Category(StrEnum):
+    """The standard's categories of requirements."""
+
+    GENERAL = "general"
+    FUNCTION = "function"
+    PERFORMANCE = "performance"
+    COMPATIBILITY = "compatibility"
+    RELIABILITY = "reliability"
+    SECURITY = "security"
+    TRAINING = "training"
+    INFERENCE = "inference"
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+ShortText = Annotated[str, Field(max_length=MAX_REASON)]
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+
+
+class _Model(BaseModel):
+    """Base: camelCase on the wire, unknown fields rejected, frozen values."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Measurement(_Model):
+    """One measured value: `metric` on `device` (None for a node-level value)."""
+
+    metric: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+    value: FiniteFloat
+    unit: Annotated[str, Field(max_length=32)] = ""
+    device: Annotated[int, Field(ge=0, le=1023)] | None = None
+
+
+class Threshold(_Model):
+    """A declarative limit on one metric: `min <= value <= max`; `basis` says where it came from."""
+
+    metric: Annotated[str, Field(max_length=64)]
+    min: FiniteFloat | None = None
+    max: FiniteFloat | None = None
+    unit: Annotated[str, Field(max_length=32)] = ""
+    basis: ShortText = ""
+
+
+class CheckResult(_Model):
+    """The result of one check, in the same shape for every check."""
+
+    id: Annotated[str, Field(max_length=64, pattern=CHECK_ID_PATTERN)]
+    category: Category
+    verdict: Verdict
+    reason: ShortText = ""
+    measurements: Annotated[list[Measurement], Field(max_length=MAX_MEASUREMENTS)] = []
+    thresholds: Annotated[list[Threshold], Field(max_length=64)] = []
+    duration_seconds: Annotated[FiniteFloat, Field(ge=0)] = 0.0
+
+
+class DeviceInfo(_Model):
+    index: Annotated[int, Field(ge=0, le=1023)]
+    name: Name
+    memory_bytes: Annotated[int, Field(ge=0)] = 0
+    serial: Name | None = None
+    uuid: Name | None = None
+    bus_id: Name | None = None
+
+
+class Inventory(_Model):
+    """What the probe found on the machine at hand."""
+
+    hostname: Name = ""
+    device_type: Annotated[str, Field(max_length=16)]
+    vendor: Name = ""
+    model: Name = ""
+    count: Annotated[int, Field(ge=0, le=1024)] = 0
+    devices: Annotated[list[DeviceInfo], Field(max_length=1024)] = []
+    driver_version: Name | None = None
+    runtime_version: Name | None = None
+    framework_version: Name | None = None
+    probe_version: Name | None = None
+    python_version: Name | None = None
+    kernel: Name | None = None
+
+
+class ProbeReport(_Model):
+    """The full report of one probe run on one node."""
+
+    schema_version: Literal["accelqual.io/v1"] = SCHEMA_VERSION
+    node: Name | None = None
+    profile: Name
+    suite: Annotated[str, Field(max_length=32)]
+    verdict: OverallVerdict
+    reason: ShortText = ""
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: Annotated[FiniteFloat, Field(ge=0)]
+    inventory: Inventory
+    checks: Annotated[list[CheckResult], Field(max_length=MAX_CHECKS)]
+    injected_faults: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)] = []
+
+    @classmethod
+    def parse_untrusted(cls, raw: str | bytes) -> ProbeReport:
+        """Validate a report that came from outside; raises `ReportError` with a one-line reason."""
+        if len(raw) > MAX_REPORT_BYTES:
+            raise ReportError(f"report is {len(raw)} bytes, over the {MAX_REPORT_BYTES}-byte limit")
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise ReportError(f"report is not valid JSON: {_first_line(exc)}") from None
+        if not isinstance(data, dict):
+            raise ReportError("report is not a JSON object")
+        if data.get("schemaVersion") != SCHEMA_VERSION:
+            raise ReportError(f"report schemaVersion is not {SCHEMA_VERSION!r}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ReportError(f"report does not match the schema: {_summarize(exc)}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_json_dict(), separators=(",", ":"), sort_keys=True)
+
+
+class CompactVerdict(_Model):
+    """What fits in a termination message: verdict and the ids of failed/errored checks."""
+
+    schema_version: Literal["accelqual.io/v1"] = SCHEMA_VERSION
+    verdict: OverallVerdict
+    failed: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)] = []
+    errored: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)] = []
+    reason: Annotated[str, Field(max_length=512)] = ""
+
+    @classmethod
+    def of(cls, report: ProbeReport) -> CompactVerdict:
+        failed = [c.id for c in report.checks if c.verdict is Verdict.FAIL][:64]
+        errored = [c.id for c in report.checks if c.verdict is Verdict.ERROR][:64]
+        return cls(verdict=report.verdict, failed=failed, errored=errored, reason=report.reason[:512])
+
+
+class ReportError(ValueError):
+    """A probe's output could not be accepted; the message is one line, fit for a status condition."""
+
+
+def overall_verdict(checks: list[CheckResult]) -> tuple[OverallVerdict, str]:
+    """Fail closed: any failed check fails the run; any errored check makes it inconclusive."""
+    failed = [c.id for c in checks if c.verdict is Verdict.FAIL]
+    if failed:
+        return OverallVerdict.FAIL, "failed: " + ", ".join(failed)
+    errored = [c.id for c in checks if c.verdict is Verdict.ERROR]
+    if errored:
+        return OverallVerdict.INCONCLUSIVE, "errored: " + ", ".join(errored)
+    if not any(c.verdict in (Verdict.PASS, Verdict.WARN) for c in checks):
+        return OverallVerdict.INCONCLUSIVE, "no check produced evidence"
+    warned = [c.id for c in checks if c.verdict is Verdict.WARN]
+    return OverallVerdict.PASS, ("passed with warnings: " + ", ".join(warned)) if warned else "all checks passed"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _summarize(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(root)"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"[:300]
