@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-SCHEMA_VERSION = "accelqual.io/v1"
+SCHEMA_VERSION: Literal["accelqual.io/v1"] = "accelqual.io/v1"
 
 #: Marks the line of a probe pod's stdout that carries the full report, so the operator
 #: can find it among progress output and cannot be fooled by a report-shaped log line

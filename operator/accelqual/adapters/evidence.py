@@ -1,0 +1,105 @@
+"""S3 evidence: per-node reports and run summaries, content-addressed by their SHA-256.
+
+boto3 against any S3 API (AWS, MinIO, Ceph) with an optional custom endpoint.
+Credentials come from a Secret named in the spec (read by the handler and passed in)
+or from boto3's default chain (environment, IRSA web identity, instance profile).
+Uploads retry with backoff; a failure leaves the evidence in the outbox (the probe pod
+is kept) and the status reports the backlog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+log = logging.getLogger(__name__)
+
+
+class EvidenceError(Exception):
+    """Evidence could not be stored; the message says why in one line (never credentials)."""
+
+
+class EvidenceStore(Protocol):
+    def put(self, key: str, body: bytes, content_type: str = "application/json") -> str: ...
+
+    def uri(self, key: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never print a secret, even by accident in a log line
+        return "S3Credentials(<redacted>)"
+
+
+def sha256_hex(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+class S3Evidence:
+    """One bucket; `put` returns the SHA-256 it stored (also written as object metadata)."""
+
+    def __init__(self, bucket: str, *, region: str | None = None, endpoint: str | None = None,
+                 credentials: S3Credentials | None = None, attempts: int = 3, timeout: float = 10.0) -> None:
+        self.bucket = bucket
+        config = botocore.config.Config(
+            retries={"max_attempts": attempts, "mode": "standard"},
+            connect_timeout=timeout, read_timeout=timeout,
+            s3={"addressing_style": "path"} if endpoint else None,
+        )
+        kwargs: dict[str, Any] = {"config": config}
+        if region:
+            kwargs["region_name"] = region
+        if endpoint:
+            kwargs["endpoint_url"] = endpoint
+        if credentials is not None:
+            kwargs["aws_access_key_id"] = credentials.access_key_id
+            kwargs["aws_secret_access_key"] = credentials.secret_access_key
+            if credentials.session_token:
+                kwargs["aws_session_token"] = credentials.session_token
+        self._client: Any = boto3.session.Session().client("s3", **kwargs)
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def put(self, key: str, body: bytes, content_type: str = "application/json") -> str:
+        digest = sha256_hex(body)
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
+                                    Metadata={"sha256": digest})
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise EvidenceError(_describe(exc)) from None
+        return digest
+
+    def get(self, key: str) -> bytes:
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            data: bytes = response["Body"].read()
+            return data
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise EvidenceError(_describe(exc)) from None
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if missing (for simulations and fresh MinIO; production buckets exist)."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError:
+            self._client.create_bucket(Bucket=self.bucket)
+        except botocore.exceptions.BotoCoreError as exc:
+            raise EvidenceError(_describe(exc)) from None
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        return f"S3 {error.get('Code', 'error')}: {error.get('Message', '')}"[:300]
+    return f"S3 unreachable: {type(exc).__name__}"

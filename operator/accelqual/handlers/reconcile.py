@@ -1,0 +1,502 @@
+"""One reconcile of one Qualification: build the snapshot, call `plan()`, apply the actions, write status.
+
+Called by the per-Qualification daemon (`handlers.registry`). The cluster view comes
+from kopf indexes (watch-fed, no listing per reconcile); blocking API and S3 calls run
+in a thread pool. Results of finished probe pods are read once (log tail + termination
+message), validated as hostile input, uploaded as evidence and cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from accelqual.adapters.evidence import EvidenceError, EvidenceStore, S3Credentials, S3Evidence
+from accelqual.adapters.kube import (
+    MERGE_PATCH,
+    KubeClient,
+    KubeError,
+    event_path,
+    node_path,
+    pod_path,
+    qualification_path,
+)
+from accelqual.adapters.metrics import Metrics
+from accelqual.adapters.objects import node_info
+from accelqual.constants import MANAGER, ConditionType, Phase, Reason
+from accelqual.handlers.state import OperatorState, PendingEvidence, QualificationState
+from accelqual.models import QualificationSpec, QualificationStatus, ReportSpec
+from accelqual.planning.actions import (
+    Action,
+    CreatePod,
+    DeletePod,
+    MarkNode,
+    PostEvent,
+    RemoveAnnotation,
+    UploadSummary,
+    node_patch,
+)
+from accelqual.planning.conditions import set_condition
+from accelqual.planning.naming import evidence_key, event_name, summary_key
+from accelqual.planning.plan import plan
+from accelqual.planning.profiles import profile_for
+from accelqual.planning.results import evaluate_pod
+from accelqual.planning.snapshot import NodeInfo, NodeResult, PodPhase, ProbePodInfo, Snapshot
+from accelqual.planning.validation import SpecProblem, invalid_status, validate_spec
+from accelqual_probes.catalog import select
+from accelqual_probes.profiles import CardProfileSpec
+from accelqual_probes.schema import MAX_REPORT_BYTES
+
+log = logging.getLogger("accelqual.reconcile")
+T = TypeVar("T")
+
+#: How much of a probe pod's log is read: the report is the last line; a little slack for
+#: progress lines printed after it. Anything longer is truncated and the node inconclusive.
+LOG_TAIL_LINES = 20
+LOG_LIMIT_BYTES = MAX_REPORT_BYTES + 65536
+#: A created pod that no watch event confirmed within this time is forgotten (and re-planned).
+CREATED_TTL = timedelta(seconds=120)
+EVIDENCE_BACKOFF_MAX = 60.0
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Settings of one operator process."""
+
+    namespace: str = "accelqual-system"  # where probe pods run
+    event_namespace: str = "default"  # Events of cluster-scoped objects (nodes, qualifications)
+    #: Where the operator reads a report Secret that names no namespace.
+    secret_namespace: str = "accelqual-system"
+    workers: int = 16
+    instance: str = "accelqual-operator"
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The watch-fed indexes a reconcile reads (kopf indexes, or plain dicts in tests)."""
+
+    nodes: Mapping[str, Iterable[NodeInfo]]
+    probe_pods: Mapping[str, Iterable[tuple[ProbePodInfo, str | None]]]
+    busy: Mapping[str, Iterable[frozenset[str]]]
+    profiles: Mapping[str, Iterable[CardProfileSpec | str]]
+
+
+EvidenceFactory = Callable[[ReportSpec, S3Credentials | None], EvidenceStore]
+
+
+def default_evidence_factory(report: ReportSpec, credentials: S3Credentials | None) -> EvidenceStore:
+    return S3Evidence(report.bucket, region=report.region, endpoint=report.endpoint, credentials=credentials)
+
+
+class Reconciler:
+    """Holds the clients and caches; `reconcile()` is called by the daemon of each Qualification."""
+
+    def __init__(self, kube: KubeClient, config: OperatorConfig, *, state: OperatorState | None = None,
+                 metrics: Metrics | None = None, clock: Callable[[], datetime] | None = None,
+                 evidence_factory: EvidenceFactory = default_evidence_factory) -> None:
+        self.kube = kube
+        self.config = config
+        self.state = state or OperatorState()
+        self.metrics = metrics or Metrics()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._evidence_factory = evidence_factory
+        self._stores: dict[str, EvidenceStore] = {}
+        self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="accelqual-io")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # --- the reconcile ------------------------------------------------------------------
+
+    async def reconcile(self, name: str, body: Mapping[str, Any], view: ClusterView) -> float:
+        """Reconcile one Qualification; returns the seconds until the next reconcile at the latest."""
+        now = self.clock()
+        qs = self.state.of(name)
+        meta = body.get("metadata") or {}
+        generation = int(meta.get("generation") or 0)
+        uid = str(meta.get("uid") or "")
+        status = self._current_status(qs, body)
+        profiles = _profiles(view.profiles)
+        checked = validate_spec(body.get("spec") or {}, profiles)
+        if isinstance(checked, SpecProblem):
+            await self._reject(name, qs, status, checked, generation, now)
+            return 60.0
+        spec = checked
+
+        nodes = self._pool_nodes(spec, view)
+        pods = self._probe_pods(name, qs, view, now)
+        await self._collect(name, qs, spec, pods, nodes, profiles)
+        await self._flush_evidence(qs, spec, now)
+        snapshot = Snapshot(
+            name=name,
+            uid=uid,
+            generation=generation,
+            annotations=dict(meta.get("annotations") or {}),
+            nodes=tuple(nodes.values()),
+            busy=_busy(view.busy),
+            pods=tuple(pods),
+            results={pod: result for pod, (_, result) in qs.results.items()},
+            custom_profiles=profiles,
+            evidence_pending=frozenset(qs.evidence),
+        )
+        decided = plan(spec, snapshot, status, now, namespace=self.config.namespace)
+        new_status = decided.status
+        failures = await self._apply(name, uid, qs, spec, decided.actions, new_status, nodes, now)
+        await self._write_status(name, qs, status, new_status)
+        self.metrics.observe_status(name, new_status)
+        return 1.0 if failures else decided.requeue_after
+
+    def _current_status(self, qs: QualificationState, body: Mapping[str, Any]) -> QualificationStatus:
+        """The status we wrote last (the watch may lag behind our own write), else the object's."""
+        if qs.status is not None:
+            return qs.status
+        raw = body.get("status") or {}
+        try:
+            return QualificationStatus.model_validate(dict(raw))
+        except ValueError:
+            log.warning("status of %s is not ours or is corrupt; starting from an empty status",
+                        (body.get("metadata") or {}).get("name"))
+            return QualificationStatus()
+
+    async def _reject(self, name: str, qs: QualificationState, status: QualificationStatus, problem: SpecProblem,
+                      generation: int, now: datetime) -> None:
+        new_status = invalid_status(status, problem, generation, now)
+        await self._write_status(name, qs, status, new_status)
+        self.metrics.observe_status(name, new_status)
+        if qs.invalid_reported != generation:
+            qs.invalid_reported = generation
+            log.warning("Qualification %s is invalid: %s", name, problem.message)
+            await self._post_event(qs, PostEvent("Qualification", name, "Warning", problem.reason.value,
+                                                 problem.message, key=f"invalid/{generation}"))
+
+    # --- snapshot -----------------------------------------------------------------------
+
+    def _pool_nodes(self, spec: QualificationSpec, view: ClusterView) -> dict[str, NodeInfo]:
+        nodes: dict[str, NodeInfo] = {}
+        overlay = self.state.node_overlay
+        for name, infos in view.nodes.items():
+            for info in infos:
+                newer = overlay.get(name)
+                if newer is not None:
+                    if _rv_newer_or_equal(info.resource_version, newer.resource_version):
+                        overlay.pop(name, None)
+                    else:
+                        info = newer
+                if spec.node_selector.matches(dict(info.labels)):
+                    nodes[name] = info
+        return nodes
+
+    def _probe_pods(self, name: str, qs: QualificationState, view: ClusterView, now: datetime) -> list[ProbePodInfo]:
+        pods: dict[str, ProbePodInfo] = {}
+        self._termination: dict[str, str | None] = {}
+        for pod, message in view.probe_pods.get(name, ()):
+            if pod.name in qs.deleted:
+                pod = replace(pod, deleting=True)
+            pods[pod.name] = pod
+            self._termination[pod.name] = message
+        qs.deleted &= set(pods)
+        for pod_name, (node, run) in list(qs.created.items()):
+            if pod_name in pods:
+                del qs.created[pod_name]
+                continue
+            created_at = datetime.fromisoformat(run.split("|", 1)[1]) if "|" in run else now
+            if now - created_at > CREATED_TTL:
+                del qs.created[pod_name]
+                continue
+            pods[pod_name] = ProbePodInfo(name=pod_name, node=node, run_id=run.split("|", 1)[0],
+                                          phase=PodPhase.PENDING, created_at=created_at)
+        # Cached results of pods that are gone are dropped (their run is over or the pod was deleted).
+        for gone in set(qs.results) - set(pods):
+            qs.results.pop(gone, None)
+        return list(pods.values())
+
+    async def _collect(self, name: str, qs: QualificationState, spec: QualificationSpec,
+                       pods: list[ProbePodInfo], nodes: Mapping[str, NodeInfo],
+                       profiles: Mapping[str, CardProfileSpec]) -> None:
+        todo = [p for p in pods if p.finished and not p.deleting
+                and (p.name not in qs.results or qs.results[p.name][0] != p.uid)]
+        if not todo:
+            return
+        expected = tuple(select(spec.suite, spec.checks or None, spec.skip_checks))
+
+        async def collect(pod: ProbePodInfo) -> None:
+            try:
+                text = await self._io(lambda: self.kube.read_log(
+                    self.config.namespace, pod.name, tail_lines=LOG_TAIL_LINES, limit_bytes=LOG_LIMIT_BYTES))
+            except KubeError as exc:
+                if exc.not_found:
+                    return
+                log.warning("cannot read the output of probe pod %s: %s", pod.name, exc)
+                self.metrics.reconcile_error(name, "log")
+                return
+            node = nodes.get(pod.node)
+            profile = profile_for(spec.profile, node, profiles).spec if node is not None else None
+            truncated = len(text.encode("utf-8", errors="replace")) >= LOG_LIMIT_BYTES
+            result = evaluate_pod(pod, text, self._termination.get(pod.name), expected_checks=expected,
+                                  profile=profile, log_truncated=truncated)
+            qs.results[pod.name] = (pod.uid, result)
+            self.metrics.observe_result(name, result)
+            if spec.report is not None:
+                key = evidence_key(spec.report.prefix, name, pod.run_id, pod.node)
+                qs.evidence[pod.name] = PendingEvidence(key=key, body=_evidence_body(name, pod, result))
+            log.info("node %s: %s (%s)", pod.node, result.verdict.value, result.reason)
+
+        await asyncio.gather(*(collect(p) for p in todo))
+
+    async def _flush_evidence(self, qs: QualificationState, spec: QualificationSpec, now: datetime) -> None:
+        if not qs.evidence:
+            self.metrics.evidence_backlog(0)
+            return
+        if spec.report is None:
+            qs.evidence.clear()
+            return
+        due = [(pod, item) for pod, item in qs.evidence.items() if item.next_try is None or item.next_try <= now]
+        if due:
+            try:
+                store = await self._store(spec.report)
+            except EvidenceError as exc:
+                for _, item in due:
+                    _backoff(item, now, str(exc))
+                return
+
+            async def upload(pod: str, item: PendingEvidence) -> None:
+                try:
+                    await self._io(store.put, item.key, item.body)
+                    qs.evidence.pop(pod, None)
+                except EvidenceError as exc:
+                    _backoff(item, now, str(exc))
+                    log.warning("evidence %s waits in the outbox: %s", item.key, exc)
+
+            await asyncio.gather(*(upload(pod, item) for pod, item in due))
+        self.metrics.evidence_backlog(sum(len(q.evidence) for q in self.state.qualifications.values()))
+
+    async def _store(self, report: ReportSpec) -> EvidenceStore:
+        ref = report.credentials_secret
+        cache_key = json.dumps(report.to_json_dict(), sort_keys=True)
+        if cache_key in self._stores:
+            return self._stores[cache_key]
+        credentials = None
+        if ref is not None:
+            credentials = await self._io(self._read_credentials, ref.namespace or self.config.secret_namespace,
+                                         ref.name)
+        store = self._evidence_factory(report, credentials)
+        self._stores[cache_key] = store
+        return store
+
+    def _read_credentials(self, namespace: str, name: str) -> S3Credentials:
+        try:
+            secret = self.kube.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except KubeError as exc:
+            raise EvidenceError(f"cannot read report credentials Secret {namespace}/{name}: {exc.status} "
+                                f"{exc.reason}") from None
+        data = secret.get("data") or {}
+
+        def value(*keys: str) -> str | None:
+            for key in keys:
+                if key in data:
+                    return base64.b64decode(data[key]).decode()
+            return None
+
+        key_id = value("AWS_ACCESS_KEY_ID", "accessKeyId")
+        secret_key = value("AWS_SECRET_ACCESS_KEY", "secretAccessKey")
+        if not key_id or not secret_key:
+            raise EvidenceError(f"Secret {namespace}/{name} lacks AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+        return S3Credentials(key_id, secret_key, value("AWS_SESSION_TOKEN", "sessionToken"))
+
+    # --- applying the plan --------------------------------------------------------------
+
+    async def _apply(self, name: str, uid: str, qs: QualificationState, spec: QualificationSpec,
+                     actions: list[Action], status: QualificationStatus, nodes: Mapping[str, NodeInfo],
+                     now: datetime) -> int:
+        """Apply in dependency order; returns how many actions failed (they are re-planned next time)."""
+        failures = 0
+        order: list[type] = [RemoveAnnotation, MarkNode, CreatePod, DeletePod, UploadSummary, PostEvent]
+        for kind in order:
+            batch = [a for a in actions if isinstance(a, kind)]
+            if not batch:
+                continue
+            outcomes = await asyncio.gather(*(self._apply_one(name, uid, qs, spec, a, status, nodes, now)
+                                              for a in batch))
+            failures += sum(1 for ok in outcomes if not ok)
+        return failures
+
+    async def _apply_one(self, name: str, uid: str, qs: QualificationState, spec: QualificationSpec, action: Action,
+                         status: QualificationStatus, nodes: Mapping[str, NodeInfo], now: datetime) -> bool:
+        try:
+            if isinstance(action, CreatePod):
+                await self._create_pod(qs, action, now)
+            elif isinstance(action, DeletePod):
+                await self._delete_pod(qs, action)
+            elif isinstance(action, MarkNode):
+                await self._mark(name, action, nodes.get(action.node))
+            elif isinstance(action, PostEvent):
+                await self._post_event(qs, action, uid if action.kind == "Qualification" else "")
+            elif isinstance(action, UploadSummary):
+                await self._upload_summary(name, qs, spec, action, status, now)
+            elif isinstance(action, RemoveAnnotation):
+                await self._io(self.kube.patch, qualification_path(name),
+                               {"metadata": {"annotations": {action.key: None}}}, MERGE_PATCH)
+            return True
+        except KubeError as exc:
+            log.warning("%s for %s failed: %s", type(action).__name__, name, exc)
+            self.metrics.reconcile_error(name, type(action).__name__)
+            return False
+        except EvidenceError as exc:
+            log.warning("summary upload for %s failed: %s", name, exc)
+            return False
+
+    async def _create_pod(self, qs: QualificationState, action: CreatePod, now: datetime) -> None:
+        manifest = action.manifest
+        pod_name = str(manifest["metadata"]["name"])
+        run = str(manifest["metadata"]["labels"]["accelqual.io/run"])
+        try:
+            await self._io(self.kube.create, pod_path(self.config.namespace), manifest)
+        except KubeError as exc:
+            if not exc.conflict:  # 409: our own pod from before a restart, which is success
+                raise
+        qs.created[pod_name] = (action.node, f"{run}|{now.isoformat()}")
+
+    async def _delete_pod(self, qs: QualificationState, action: DeletePod) -> None:
+        try:
+            await self._io(self.kube.delete, pod_path(self.config.namespace, action.name))
+        except KubeError as exc:
+            if not exc.not_found:
+                raise
+        qs.deleted.add(action.name)
+        qs.results.pop(action.name, None)
+
+    async def _mark(self, name: str, mark: MarkNode, known: NodeInfo | None) -> None:
+        """Patch a node with the resourceVersion precondition; on conflict re-read and re-apply the intent."""
+        current = known
+        for _attempt in range(3):
+            if current is None:
+                current = node_info(await self._io(self.kube.get, node_path(mark.node)))
+            body = node_patch(mark, current.taints, current.unschedulable, current.resource_version)
+            try:
+                patched = await self._io(self.kube.patch, node_path(mark.node), body, MERGE_PATCH)
+            except KubeError as exc:
+                if exc.conflict:
+                    current = None
+                    continue
+                raise
+            self.state.node_overlay[mark.node] = node_info(patched)
+            self.metrics.node_marked(name, mark)
+            return
+        raise KubeError(409, "Conflict", f"node {mark.node} kept changing; will retry")
+
+    async def _post_event(self, qs: QualificationState, event: PostEvent, uid: str = "") -> None:
+        event_id = event_name(event.name, event.reason, event.key)
+        if event_id in qs.posted:
+            return
+        stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        involved: dict[str, Any] = {"kind": event.kind, "name": event.name}
+        involved["apiVersion"] = "v1" if event.kind == "Node" else "accelqual.io/v1alpha1"
+        if uid:
+            involved["uid"] = uid
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": event_id, "namespace": self.config.event_namespace},
+            "involvedObject": involved, "reason": event.reason, "message": event.message[:1024],
+            "type": event.type, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+            "source": {"component": MANAGER}, "reportingComponent": MANAGER,
+            "reportingInstance": self.config.instance,
+        }
+        try:
+            await self._io(self.kube.create, event_path(self.config.event_namespace), body)
+        except KubeError as exc:
+            if not exc.conflict:
+                raise
+        qs.posted.add(event_id)
+
+    async def _upload_summary(self, name: str, qs: QualificationState, spec: QualificationSpec,
+                              action: UploadSummary, status: QualificationStatus, now: datetime) -> None:
+        assert spec.report is not None
+        try:
+            store = await self._store(spec.report)
+            body = json.dumps(action.document, sort_keys=True, indent=1).encode()
+            key = summary_key(spec.report.prefix, name, action.run_id)
+            digest = await self._io(store.put, key, body)
+        except EvidenceError as exc:
+            # The run is complete but its summary is not stored: stay Running and try again.
+            status.phase = Phase.RUNNING
+            status.finished_at = None
+            status.evidence_backlog += 1
+            set_condition(status, ConditionType.DEGRADED, True, Reason.EVIDENCE_BACKLOG,
+                          f"run summary waits for upload: {exc}", now, status.observed_generation or 0)
+            raise
+        status.report_uri = store.uri(key)
+        status.report_sha256 = digest
+        qs.summaries.add(action.run_id)
+
+    async def _write_status(self, name: str, qs: QualificationState, old: QualificationStatus,
+                            new: QualificationStatus) -> None:
+        if qs.status is not None and new == qs.status:
+            return
+        if qs.status is None and new == old and new.observed_generation is not None:
+            qs.status = new
+            return
+        body = {"status": new.model_dump(mode="json", by_alias=True)}
+        try:
+            await self._io(self.kube.patch, qualification_path(name, "status"), body, MERGE_PATCH)
+        except KubeError as exc:
+            if exc.not_found:
+                return
+            log.warning("cannot write the status of %s: %s", name, exc)
+            self.metrics.reconcile_error(name, "status")
+            return
+        qs.status = new
+
+
+def _profiles(index: Mapping[str, Iterable[CardProfileSpec | str]]) -> dict[str, CardProfileSpec]:
+    """Valid CardProfile objects by name (invalid ones are reported by their own handler)."""
+    found: dict[str, CardProfileSpec] = {}
+    for name, values in index.items():
+        for value in values:
+            if isinstance(value, CardProfileSpec):
+                found[name] = value
+    return found
+
+
+def _busy(index: Mapping[str, Iterable[frozenset[str]]]) -> dict[str, frozenset[str]]:
+    busy: dict[str, frozenset[str]] = {}
+    for node, sets in index.items():
+        merged: frozenset[str] = frozenset().union(*sets)
+        if merged:
+            busy[node] = merged
+    return busy
+
+
+def _rv_newer_or_equal(candidate: str, reference: str) -> bool:
+    if candidate == reference:
+        return True
+    if candidate.isdigit() and reference.isdigit():
+        return int(candidate) >= int(reference)
+    return False
+
+
+def _backoff(item: PendingEvidence, now: datetime, error: str) -> None:
+    item.attempts += 1
+    item.last_error = error
+    item.next_try = now + timedelta(seconds=min(EVIDENCE_BACKOFF_MAX, 2.0 ** item.attempts))
+
+
+def _evidence_body(qualification: str, pod: ProbePodInfo, result: NodeResult) -> bytes:
+    """The object stored for a node: its validated report, or a record of why its output was rejected."""
+    if result.report_json is not None and result.report_sha256 is not None:
+        return result.report_json.encode()
+    doc = {
+        "schemaVersion": "accelqual.io/v1/rejected-output",
+        "qualification": qualification, "runId": pod.run_id, "node": pod.node, "pod": pod.name,
+        "verdict": result.verdict.value, "reason": result.reason, "outputExcerpt": result.raw_excerpt,
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()

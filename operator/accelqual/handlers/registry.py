@@ -1,0 +1,148 @@
+"""The kopf registry: watch-fed indexes of nodes, pods and profiles, and one reconcile daemon per Qualification.
+
+Level-based: indexes mirror the cluster (no listing per reconcile), every relevant
+change wakes the affected Qualification's daemon, and each daemon also reconciles on a
+timer, so a missed event only delays, never loses, a decision. kopf's own bookkeeping
+goes to annotations; the status is ours alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from accelqual.adapters.objects import busy_pod, is_probe_pod, node_info, pod_qualification, probe_pod_info
+from accelqual.constants import CARDPROFILES, GROUP, LABEL_APP_MANAGED_BY, MANAGER, QUALIFICATIONS, VERSION
+from accelqual.handlers.reconcile import ClusterView, Reconciler
+from accelqual.planning.snapshot import NodeInfo, ProbePodInfo
+from accelqual_probes.profiles import CardProfileSpec
+
+log = logging.getLogger("accelqual.handlers")
+
+#: After a wake-up, wait this long for more events before reconciling (batching at fleet scale).
+DEBOUNCE_SECONDS = 0.5
+
+
+def build_registry(
+    reconciler: Reconciler,
+    *,
+    server: str | None = None,
+    token: str = "accelqual",
+    debounce: float = DEBOUNCE_SECONDS,
+) -> kopf.OperatorRegistry:
+    """All handlers of the operator. `server` pins the API server (simulation, tests); else kopf's
+    usual login (in-cluster service account or kubeconfig) applies."""
+    registry: kopf.OperatorRegistry = kopf.SmartOperatorRegistry()
+    state = reconciler.state
+
+    if server is not None:
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=server, scheme="Bearer", token=token, insecure=True)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration")
+        # Events are ours to post (deterministic names, precise messages); kopf's would double them.
+        settings.posting.enabled = False
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.networking.request_timeout = 60
+        settings.execution.max_workers = 8
+
+    @kopf.index("nodes", registry=registry, id="nodes")
+    async def nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
+        state.wake()
+        return {name: node_info(body)}
+
+    @kopf.index("pods", labels={LABEL_APP_MANAGED_BY: MANAGER}, registry=registry, id="probe_pods")
+    async def probe_pods(body: kopf.Body, **_: Any) -> dict[str, tuple[ProbePodInfo, str | None]] | None:
+        qualification = pod_qualification(body)
+        if qualification is None:
+            return None
+        state.wake(qualification)
+        return {qualification: probe_pod_info(body)}
+
+    @kopf.index("pods", registry=registry, id="busy")
+    async def busy(body: kopf.Body, **_: Any) -> dict[str, frozenset[str]] | None:
+        if is_probe_pod(body):
+            return None
+        found = busy_pod(body)
+        if found is None:
+            return None
+        state.wake()
+        return {found[0]: found[1]}
+
+    @kopf.index(GROUP, VERSION, CARDPROFILES, registry=registry, id="profiles")
+    async def profiles(name: str, spec: kopf.Spec, logger: kopf.Logger, **_: Any) -> dict[str, CardProfileSpec | str]:
+        state.wake()
+        try:
+            return {name: CardProfileSpec.model_validate(dict(spec))}
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            message = f"CardProfile {name} is invalid at spec.{where}: {first['msg']}"
+            logger.warning(message)
+            return {name: message}
+
+    @kopf.index(GROUP, VERSION, QUALIFICATIONS, registry=registry, id="qualifications")
+    async def qualifications(name: str, meta: kopf.Meta, **_: Any) -> dict[str, int]:
+        # Spec and annotation changes (e.g. the resume request) wake the daemon at once.
+        state.wake(name)
+        return {name: int(meta.get("generation") or 0)}
+
+    @kopf.daemon(GROUP, VERSION, QUALIFICATIONS, registry=registry, id="reconcile", cancellation_timeout=10.0)
+    async def reconcile(
+        name: str,
+        body: kopf.Body,
+        stopped: kopf.DaemonStopped,
+        nodes: kopf.Index[str, NodeInfo],
+        probe_pods: kopf.Index[str, tuple[ProbePodInfo, str | None]],
+        busy: kopf.Index[str, frozenset[str]],
+        profiles: kopf.Index[str, CardProfileSpec | str],
+        **_: Any,
+    ) -> None:
+        view = ClusterView(nodes=nodes, probe_pods=probe_pods, busy=busy, profiles=profiles)
+        waker = state.waker(name)
+        try:
+            while not stopped:
+                waker.clear()
+                try:
+                    delay = await reconciler.reconcile(name, _plain(body), view)
+                except Exception:
+                    log.exception("reconcile of %s failed; retrying", name)
+                    reconciler.metrics.reconcile_error(name, "reconcile")
+                    delay = 5.0
+                await _sleep(waker, stopped, delay, debounce)
+        finally:
+            # Deleted or the operator stopping: caches of this Qualification are rebuilt if it comes back.
+            state.forget(name)
+            reconciler.metrics.forget([name])
+
+    return registry
+
+
+def _plain(body: kopf.Body) -> Mapping[str, Any]:
+    """A consistent copy of the live body for one reconcile."""
+    return {"metadata": dict(body.get("metadata") or {}), "spec": dict(body.get("spec") or {}),
+            "status": dict(body.get("status") or {})}
+
+
+async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float, debounce: float) -> None:
+    """Wait for a wake-up, the stop flag or `delay`, then a short debounce to batch event storms."""
+    stop = asyncio.ensure_future(stopped.wait())
+    woken = asyncio.ensure_future(waker.wait())
+    try:
+        await asyncio.wait({stop, woken}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        woken.cancel()
+    if waker.is_set() and not stopped:
+        await asyncio.sleep(debounce)

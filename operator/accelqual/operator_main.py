@@ -1,0 +1,52 @@
+"""`accelqual operator`: run the operator against the cluster in KUBECONFIG or the in-cluster config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from accelqual.handlers.reconcile import OperatorConfig
+from accelqual.logs import configure_logging
+from accelqual.runtime import OperatorOptions, run_operator
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="accelqual operator", description=__doc__)
+    p.add_argument("--namespace", default="accelqual-system", help="namespace of the probe pods (default: %(default)s)")
+    p.add_argument("--event-namespace", default="default", help="namespace for Events of nodes and Qualifications")
+    p.add_argument("--secret-namespace", default=None,
+                   help="namespace of report credential Secrets that name none (default: --namespace)")
+    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
+    p.add_argument("--metrics-port", type=int, default=8000, help="Prometheus /metrics port; 0 disables")
+    p.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf health endpoint URL")
+    p.add_argument("--peering", default=None,
+                   help="kopf peering name for several replicas (only one acts at a time); default: standalone")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--workers", type=int, default=16, help="threads for API and S3 calls")
+    return p.parse_args(list(argv))
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse(argv)
+    configure_logging(args.log_format, args.log_level)
+    config = OperatorConfig(namespace=args.namespace, event_namespace=args.event_namespace,
+                            secret_namespace=args.secret_namespace or args.namespace, workers=args.workers)
+    options = OperatorOptions(config=config, kubeconfig=args.kubeconfig, peering=args.peering,
+                              liveness=args.liveness or None,
+                              metrics_port=args.metrics_port or None)
+    try:
+        asyncio.run(run_operator(options))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a one-line reason where the user looks: the exit status and stderr
+        logging.getLogger("accelqual").error("operator stopped: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

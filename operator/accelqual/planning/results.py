@@ -1,0 +1,191 @@
+"""From a finished probe pod's output to the operator's verdict on the node.
+
+The output comes from a node that may be broken or compromised, so it is treated as
+hostile: size-limited, strictly validated, cross-checked against the pod (node, exit
+code, termination message), the checks that were asked for and the thresholds of the
+profile the operator holds. Anything missing, truncated, invalid or inconsistent is
+`inconclusive` with a reason, never a pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from accelqual_probes.catalog import BY_ID
+from accelqual_probes.profiles import CardProfileSpec
+from accelqual_probes.schema import (
+    MAX_REPORT_BYTES,
+    REPORT_MARKER,
+    VERDICT_MARKER,
+    CheckResult,
+    CompactVerdict,
+    OverallVerdict,
+    ProbeReport,
+    ReportError,
+    Verdict,
+    overall_verdict,
+)
+from accelqual_probes.thresholds import consistent
+
+from accelqual.planning.snapshot import CheckOutcome, NodeResult, ProbePodInfo
+
+#: Pod exit codes of `accelqual probe`.
+EXIT_CODES = {0: OverallVerdict.PASS, 1: OverallVerdict.FAIL, 2: OverallVerdict.INCONCLUSIVE}
+
+_POD_END_REASONS = {
+    "DeadlineExceeded": "probe exceeded its deadline (activeDeadlineSeconds) and was killed",
+    "Evicted": "probe pod was evicted",
+    "OOMKilled": "probe was killed for exceeding its memory limit",
+    "NodeLost": "node was lost while the probe ran",
+}
+
+
+def _inconclusive(pod: ProbePodInfo, reason: str, excerpt: str = "") -> NodeResult:
+    return NodeResult(node=pod.node, run_id=pod.run_id, verdict=OverallVerdict.INCONCLUSIVE,
+                      reason=reason[:256], raw_excerpt=_printable(excerpt)[:256])
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def last_marked_line(output: str, marker: str) -> str | None:
+    """The payload of the last line starting with `marker` (earlier ones may be forged by checks)."""
+    found: str | None = None
+    for line in output.splitlines():
+        if line.startswith(marker):
+            found = line[len(marker):]
+    return found
+
+
+def evaluate_pod(
+    pod: ProbePodInfo,
+    log_tail: str | None,
+    termination_message: str | None,
+    *,
+    expected_checks: tuple[str, ...],
+    profile: CardProfileSpec | None,
+    log_truncated: bool = False,
+) -> NodeResult:
+    """The verdict on `pod.node` from its finished probe pod's output."""
+    if pod.reason in _POD_END_REASONS:
+        return _inconclusive(pod, _POD_END_REASONS[pod.reason])
+    if log_truncated:
+        return _inconclusive(pod, f"probe output is larger than the {MAX_REPORT_BYTES}-byte limit")
+    payload = last_marked_line(log_tail or "", REPORT_MARKER)
+    if payload is None:
+        why = f"probe ended ({pod.reason or pod.phase.value}, exit {pod.exit_code}) without a report"
+        return _inconclusive(pod, why, (log_tail or "")[-256:])
+    try:
+        report = ProbeReport.parse_untrusted(payload)
+    except ReportError as exc:
+        return _inconclusive(pod, f"probe report rejected: {exc}", payload[:256])
+
+    canonical = report.to_json()
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+
+    def rejected(reason: str) -> NodeResult:
+        result = _inconclusive(pod, reason)
+        # Keep the rejected (but schema-valid) report as evidence of what the node claimed.
+        return NodeResult(node=result.node, run_id=result.run_id, verdict=result.verdict, reason=result.reason,
+                          report_json=canonical, report_sha256=digest, profile=report.profile)
+
+    if report.node != pod.node:
+        return rejected(f"report claims node {report.node!r}, but the probe ran on {pod.node!r}")
+    present = {c.id for c in report.checks}
+    if len(present) != len(report.checks):
+        return rejected("report lists a check more than once")
+    missing = [c for c in expected_checks if c not in present]
+    if missing:
+        return rejected(f"report lacks requested checks: {', '.join(missing[:8])}")
+
+    checks = [_recheck(c, report, profile) for c in report.checks]
+    verdict, reason = overall_verdict(checks)
+    inconsistent = [c.id for c, orig in zip(checks, report.checks, strict=True) if c.verdict is not orig.verdict]
+    if verdict is not report.verdict and not inconsistent:
+        return rejected(f"report verdict {report.verdict.value!r} contradicts its checks ({verdict.value})")
+
+    claimed = EXIT_CODES.get(pod.exit_code) if pod.exit_code is not None else None
+    if claimed is not None and claimed is not report.verdict:
+        return rejected(f"probe exit code {pod.exit_code} contradicts its report verdict {report.verdict.value!r}")
+    compact = last_marked_line(termination_message or "", VERDICT_MARKER)
+    if compact is not None:
+        try:
+            short = CompactVerdict.model_validate_json(compact)
+        except ValueError:
+            return rejected("termination message is not a valid compact verdict")
+        if short.verdict is not report.verdict:
+            return rejected("termination message verdict contradicts the report")
+
+    if inconsistent:
+        reason = f"{reason} (operator re-evaluated {', '.join(inconsistent[:4])} against the profile)"
+    outcomes = {c.id: CheckOutcome(verdict=c.verdict.value, value=_primary_value(c)) for c in checks}
+    return NodeResult(
+        node=pod.node,
+        run_id=pod.run_id,
+        verdict=verdict,
+        reason=reason[:256],
+        failed_checks=tuple(c.id for c in checks if c.verdict in (Verdict.FAIL, Verdict.ERROR)),
+        checks=outcomes,
+        profile=report.profile,
+        driver_version=report.inventory.driver_version or "",
+        report_json=canonical,
+        report_sha256=digest,
+        duration_seconds=report.duration_seconds,
+    )
+
+
+def _recheck(check: CheckResult, report: ProbeReport, profile: CardProfileSpec | None) -> CheckResult:
+    """Hold a passing check to its own thresholds and, for nominal-based limits, to the operator's profile.
+
+    A forged or buggy report that says `pass` beside measurements that violate the limits
+    becomes `fail`, so a node can only pass on evidence.
+    """
+    if check.verdict not in (Verdict.PASS, Verdict.WARN):
+        return check
+    by_metric: dict[str, list[float]] = {}
+    for m in check.measurements:
+        by_metric.setdefault(m.metric, []).append(m.value)
+    for threshold in check.thresholds:
+        values = by_metric.get(threshold.metric)
+        if not values:
+            return check.model_copy(update={"verdict": Verdict.ERROR,
+                                            "reason": f"no measurement of thresholded metric {threshold.metric}"})
+        if not consistent(values, threshold):
+            return check.model_copy(update={"verdict": Verdict.FAIL,
+                                            "reason": f"measured {threshold.metric} violates its own threshold"})
+    spec = BY_ID.get(check.id)
+    if profile is not None and spec is not None and spec.metric and not profile.relative_to_reference:
+        basis, _ = profile.basis(spec)
+        rule = profile.rule(check.id)
+        if basis is not None or rule.min is not None or rule.max is not None:
+            threshold = profile.threshold(check.id)
+            values = by_metric.get(spec.metric)
+            if (threshold.min is not None or threshold.max is not None) and values is not None \
+                    and not consistent(values, threshold):
+                return check.model_copy(update={"verdict": Verdict.FAIL,
+                                                "reason": f"{spec.metric} outside the profile's limit "
+                                                          f"({threshold.basis})"})
+    return check
+
+
+def _primary_value(check: CheckResult) -> float | None:
+    """The worst device's value of the check's primary metric (min if higher is better)."""
+    spec = BY_ID.get(check.id)
+    if spec is None or not spec.metric:
+        return None
+    values = [m.value for m in check.measurements if m.metric == spec.metric]
+    if not values:
+        return None
+    return min(values) if spec.higher_is_better else max(values)
+
+
+def summarize_checks(results: Mapping[str, NodeResult]) -> dict[str, list[float]]:
+    """check id -> primary values across nodes (for fleet statistics)."""
+    values: dict[str, list[float]] = {}
+    for result in results.values():
+        for check_id, outcome in result.checks.items():
+            if outcome.value is not None:
+                values.setdefault(check_id, []).append(outcome.value)
+    return values

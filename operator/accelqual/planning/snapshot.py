@@ -1,0 +1,120 @@
+"""The snapshot `plan()` decides on: plain frozen values built by the handlers from the cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from accelqual_probes.profiles import CardProfileSpec
+from accelqual_probes.schema import OverallVerdict
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+    def to_dict(self) -> dict[str, str]:
+        data = {"key": self.key, "effect": self.effect}
+        if self.value:
+            data["value"] = self.value
+        return data
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What planning needs to know about one node."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    unschedulable: bool = False
+    allocatable: Mapping[str, str] = field(default_factory=dict)
+    ready: bool = True
+    resource_version: str = ""
+
+    def has_taint(self, key: str, effect: str | None = None) -> bool:
+        return any(t.key == key and (effect is None or t.effect == effect) for t in self.taints)
+
+
+class PodPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True)
+class ProbePodInfo:
+    """One of our probe pods, as seen in the cluster."""
+
+    name: str
+    node: str
+    run_id: str
+    phase: PodPhase
+    uid: str = ""
+    deleting: bool = False
+    #: Why the pod ended, when the cluster says (DeadlineExceeded, Evicted, OOMKilled, Error...).
+    reason: str = ""
+    exit_code: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (PodPhase.SUCCEEDED, PodPhase.FAILED)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """A per-check summary kept in memory for fleet statistics and the run summary."""
+
+    verdict: str
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """The operator's verdict on one node for one run, derived from the probe's output."""
+
+    node: str
+    run_id: str
+    verdict: OverallVerdict
+    reason: str
+    failed_checks: tuple[str, ...] = ()
+    #: check id -> outcome with the primary metric's worst-device value (fleet comparison, metrics).
+    checks: Mapping[str, CheckOutcome] = field(default_factory=dict)
+    profile: str = ""
+    driver_version: str = ""
+    #: The validated report, canonical JSON, and its SHA-256 (None when the output was unusable).
+    report_json: str | None = None
+    report_sha256: str | None = None
+    #: The raw output's problem, when the output was unusable (kept for the evidence).
+    raw_excerpt: str = ""
+    duration_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything `plan()` looks at, gathered by the handler at one moment."""
+
+    name: str
+    uid: str
+    generation: int
+    annotations: Mapping[str, str]
+    #: Nodes matching the pool selector (the handler lists with the selector).
+    nodes: tuple[NodeInfo, ...]
+    #: Node name -> extended resources requested there by pods that are not probe pods.
+    busy: Mapping[str, frozenset[str]]
+    pods: tuple[ProbePodInfo, ...]
+    #: Collected results of finished probe pods, by pod name.
+    results: Mapping[str, NodeResult]
+    #: CardProfile objects in the cluster by name (built-in profiles are always known).
+    custom_profiles: Mapping[str, CardProfileSpec] = field(default_factory=dict)
+    #: Probe pods whose evidence is not in S3 yet: they are the outbox and must not be deleted.
+    evidence_pending: frozenset[str] = frozenset()

@@ -1,0 +1,65 @@
+"""Running the operator: kopf in the current event loop, with our registry and settings."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import kopf
+
+from accelqual.adapters.kube import KubeClient
+from accelqual.adapters.metrics import Metrics
+from accelqual.handlers.reconcile import EvidenceFactory, OperatorConfig, Reconciler, default_evidence_factory
+from accelqual.handlers.registry import DEBOUNCE_SECONDS, build_registry
+
+
+@dataclass
+class OperatorOptions:
+    config: OperatorConfig = field(default_factory=OperatorConfig)
+    #: Pin the API server (simulation/tests); None: in-cluster config or kubeconfig.
+    server: str | None = None
+    kubeconfig: str | None = None
+    peering: str | None = None
+    liveness: str | None = None
+    metrics_port: int | None = None
+    debounce: float = DEBOUNCE_SECONDS
+    clock: Callable[[], datetime] | None = None
+    evidence_factory: EvidenceFactory = default_evidence_factory
+
+
+def make_reconciler(options: OperatorOptions, metrics: Metrics | None = None) -> Reconciler:
+    kube = KubeClient.for_url(options.server) if options.server else KubeClient.from_environment(options.kubeconfig)
+    return Reconciler(kube, options.config, metrics=metrics, clock=options.clock,
+                      evidence_factory=options.evidence_factory)
+
+
+async def run_operator(
+    options: OperatorOptions,
+    *,
+    reconciler: Reconciler | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    """Run until `stop_flag` is set (or a signal arrives when run from the CLI)."""
+    own = reconciler is None
+    reconciler = reconciler or make_reconciler(options)
+    if options.metrics_port is not None:
+        reconciler.metrics.serve(options.metrics_port)
+    registry = build_registry(reconciler, server=options.server, debounce=options.debounce)
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=True,
+            standalone=options.peering is None,
+            peering_name=options.peering,
+            liveness_endpoint=options.liveness,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        if own:
+            reconciler.close()
+            reconciler.kube.close()

@@ -1,0 +1,352 @@
+"""A simulated scheduler and kubelet for simulated accelerator nodes.
+
+It does over HTTP what the real ones do: binds pending pods to a node that satisfies
+their required node affinity, tolerations and extended-resource requests (so a probe
+waits while a node's accelerators are in use), starts bound pods, runs the probe
+container, stores its output as the pod log, and reports the container's exit code,
+termination message and phase, enforcing `activeDeadlineSeconds`.
+
+A probe container is run by a `ProbeRunner`: the real `accelqual probe` as a
+subprocess on this machine's CPU (faults of the simulated node injected through
+`ACCELQUAL_INJECT`), or a modelled one for fleet-scale runs without torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from accelqual.adapters.kube import MERGE_PATCH, KubeClient, KubeError, pod_path
+
+log = logging.getLogger("accelqual.sim.kubelet")
+
+#: Longest termination message the kubelet keeps (Kubernetes: 4096 bytes).
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+@dataclass
+class SimNode:
+    """One simulated accelerator node: its API object and the faults its 'hardware' has."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, str]] = field(default_factory=list)
+    allocatable: dict[str, str] = field(default_factory=dict)
+    faults: list[str] = field(default_factory=list)
+    #: Extra environment for the probe process (e.g. device-count expectations).
+    env: dict[str, str] = field(default_factory=dict)
+
+    def manifest(self) -> dict[str, Any]:
+        capacity = dict(self.allocatable)
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.name, "labels": dict(self.labels)},
+            "spec": {"taints": list(self.taints)} if self.taints else {},
+            "status": {
+                "allocatable": dict(self.allocatable),
+                "capacity": capacity,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "simulated kubelet is posting ready status"}],
+                "nodeInfo": {"kubeletVersion": "v1.33.0-accelqual-sim", "osImage": "simulated",
+                             "containerRuntimeVersion": "sim://1"},
+            },
+        }
+
+
+class RunningProbe(Protocol):
+    def poll(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    def output(self) -> str: ...
+
+    def termination_message(self) -> str: ...
+
+
+class ProbeRunner(Protocol):
+    def start(self, pod: Mapping[str, Any], node: SimNode) -> RunningProbe: ...
+
+
+class _Process:
+    def __init__(self, popen: subprocess.Popen[bytes], out: Path, term: Path, workdir: tempfile.TemporaryDirectory[str]):
+        self._popen = popen
+        self._out = out
+        self._term = term
+        self._workdir = workdir
+
+    def poll(self) -> int | None:
+        return self._popen.poll()
+
+    def kill(self) -> None:
+        if self._popen.poll() is None:
+            self._popen.kill()
+            self._popen.wait(timeout=10)
+
+    def output(self) -> str:
+        try:
+            return self._out.read_text(encoding="utf-8", errors="replace")
+        finally:
+            if self._popen.poll() is not None:
+                self._workdir.cleanup()
+
+    def termination_message(self) -> str:
+        try:
+            return self._term.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+
+class SubprocessProbeRunner:
+    """Runs the pod's container as `python -m accelqual_probes ARGS` (the probe image's entrypoint)."""
+
+    def __init__(self, threads: int = 1, python: str = sys.executable) -> None:
+        self.threads = threads
+        self.python = python
+
+    def start(self, pod: Mapping[str, Any], node: SimNode) -> RunningProbe:
+        container = pod["spec"]["containers"][0]
+        workdir = tempfile.TemporaryDirectory(prefix="accelqual-sim-")
+        term_path = Path(workdir.name) / "termination-log"
+        declared = container.get("terminationMessagePath", "/dev/termination-log")
+        # The kubelet mounts a file at terminationMessagePath; here the path is mapped to a temp file.
+        args = [str(term_path) if a == declared else str(a) for a in container.get("args") or []]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELQUAL_")}
+        for item in container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+            elif (item.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+                env[item["name"]] = node.name
+        env.update(node.env)
+        # The container's CPU share on this machine: torch and BLAS threads follow it.
+        env.update({"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads),
+                    "OPENBLAS_NUM_THREADS": str(self.threads), "HOME": workdir.name, "TMPDIR": workdir.name})
+        if node.faults:
+            env["ACCELQUAL_INJECT"] = ",".join(node.faults)
+        out_path = Path(workdir.name) / "output.log"
+        with out_path.open("wb") as out:
+            popen = subprocess.Popen([self.python, "-m", "accelqual_probes", *args], stdout=out,
+                                     stderr=subprocess.STDOUT, env=env, cwd=workdir.name)
+        return _Process(popen, out_path, term_path, workdir)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def tolerates(tolerations: Sequence[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
+    for tol in tolerations:
+        if tol.get("effect") and tol.get("effect") != taint.get("effect"):
+            continue
+        if tol.get("operator") == "Exists":
+            if not tol.get("key") or tol.get("key") == taint.get("key"):
+                return True
+        elif tol.get("key") == taint.get("key") and (tol.get("value") or "") == (taint.get("value") or ""):
+            return True
+    return False
+
+
+def _quantity(value: Any) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
+def unschedulable_reason(pod: Mapping[str, Any], node: Mapping[str, Any], used: Mapping[str, int]) -> str:
+    """Why `pod` cannot go to `node` now ('' if it can): affinity, taints, cordon, extended resources."""
+    spec = pod.get("spec") or {}
+    meta = node.get("metadata") or {}
+    affinity = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution")
+    if affinity:
+        labels = meta.get("labels") or {}
+        ok = False
+        for term in affinity.get("nodeSelectorTerms") or []:
+            fields_ok = all(
+                (expr.get("key") == "metadata.name" and (meta.get("name") in (expr.get("values") or [])))
+                == (expr.get("operator") == "In")
+                for expr in term.get("matchFields") or [])
+            labels_ok = all(
+                (labels.get(expr.get("key")) in (expr.get("values") or [])) == (expr.get("operator") == "In")
+                for expr in term.get("matchExpressions") or [])
+            ok = ok or (fields_ok and labels_ok)
+        if not ok:
+            return "node affinity does not match"
+    for key, value in (spec.get("nodeSelector") or {}).items():
+        if (meta.get("labels") or {}).get(key) != value:
+            return "node selector does not match"
+    tolerations = spec.get("tolerations") or []
+    node_spec = node.get("spec") or {}
+    if node_spec.get("unschedulable") and not tolerates(
+            tolerations, {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}):
+        return "node is unschedulable"
+    for taint in node_spec.get("taints") or []:
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(tolerations, taint):
+            return f"untolerated taint {taint.get('key')}"
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    for name, qty in _extended_requests(pod).items():
+        if used.get(name, 0) + qty > _quantity(allocatable.get(name, 0)):
+            return f"insufficient {name}"
+    return ""
+
+
+def _extended_requests(pod: Mapping[str, Any]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for name, qty in ((container.get("resources") or {}).get("requests") or {}).items():
+            if "/" in name:
+                total[name] = total.get(name, 0) + _quantity(qty)
+    return total
+
+
+class SimulatedKubelet:
+    """Scheduler + kubelet for the simulated nodes, polling the API server in a background thread."""
+
+    def __init__(self, kube: KubeClient, nodes: Mapping[str, SimNode], runner: ProbeRunner, *,
+                 max_parallel: int = 2, interval: float = 0.2,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.kube = kube
+        self.nodes = dict(nodes)
+        self.runner = runner
+        self.max_parallel = max_parallel
+        self.interval = interval
+        self.clock = clock
+        self._running: dict[str, tuple[RunningProbe, float, Mapping[str, Any]]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started_count = 0
+        self.max_seen_parallel = 0
+        self.errors: list[str] = []
+
+    def start(self) -> SimulatedKubelet:
+        self._thread = threading.Thread(target=self._loop, name="sim-kubelet", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        for probe, _, _ in self._running.values():
+            probe.kill()
+        self._running.clear()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except KubeError as exc:
+                log.debug("kubelet step failed: %s", exc)
+            except Exception as exc:  # the simulation must keep going; the error is recorded
+                log.exception("kubelet step failed")
+                self.errors.append(repr(exc))
+            self._stop.wait(self.interval)
+
+    def step(self) -> None:
+        pods = self.kube.list_all("/api/v1/pods")
+        nodes = {n["metadata"]["name"]: n for n in self.kube.list_all("/api/v1/nodes")}
+        live = {_key(p): p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")}
+        for key in list(self._running):
+            if key not in live:  # deleted while running: the container is killed
+                self._running.pop(key)[0].kill()
+        used: dict[str, dict[str, int]] = {}
+        for pod in live.values():
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                for name, qty in _extended_requests(pod).items():
+                    used.setdefault(node, {})[name] = used.setdefault(node, {}).get(name, 0) + qty
+        self._finish(live)
+        for key, pod in sorted(live.items(), key=lambda kv: (kv[1].get("metadata") or {}).get("creationTimestamp", "")):
+            spec = pod.get("spec") or {}
+            phase = (pod.get("status") or {}).get("phase") or "Pending"
+            if phase in ("Succeeded", "Failed"):
+                continue
+            node_name = spec.get("nodeName")
+            if not node_name:
+                self._schedule(pod, nodes, used)
+            elif node_name in self.nodes and key not in self._running and phase == "Pending":
+                self._start(key, pod)
+
+    def _schedule(self, pod: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]],
+                  used: dict[str, dict[str, int]]) -> None:
+        reasons = []
+        for name, node in nodes.items():
+            if name not in self.nodes:
+                continue
+            why = unschedulable_reason(pod, node, used.get(name, {}))
+            if not why:
+                meta = pod["metadata"]
+                try:
+                    self.kube.patch(pod_path(meta["namespace"], meta["name"]), {"spec": {"nodeName": name}},
+                                    MERGE_PATCH)
+                except KubeError as exc:
+                    log.debug("binding %s failed: %s", meta["name"], exc)
+                    return
+                for res, qty in _extended_requests(pod).items():
+                    used.setdefault(name, {})[res] = used.setdefault(name, {}).get(res, 0) + qty
+                return
+            reasons.append(why)
+
+    def _start(self, key: str, pod: Mapping[str, Any]) -> None:
+        meta = pod["metadata"]
+        node = self.nodes[pod["spec"]["nodeName"]]
+        is_probe = (meta.get("labels") or {}).get("app.kubernetes.io/component") == "probe"
+        if is_probe and len(self._running) >= self.max_parallel:
+            return  # ContainerCreating: waits for a free slot on this machine
+        status: dict[str, Any] = {"phase": "Running", "startTime": _now(), "hostIP": "127.0.0.1",
+                                  "containerStatuses": [{"name": c["name"], "ready": True, "restartCount": 0,
+                                                         "image": c.get("image", ""),
+                                                         "state": {"running": {"startedAt": _now()}}}
+                                                        for c in pod["spec"].get("containers") or []]}
+        self.kube.patch(pod_path(meta["namespace"], meta["name"]) + "/status", {"status": status}, MERGE_PATCH)
+        if not is_probe:
+            return  # a workload pod: it just holds its resources until deleted
+        self._running[key] = (self.runner.start(pod, node), self.clock(), pod)
+        self.started_count += 1
+        self.max_seen_parallel = max(self.max_seen_parallel, len(self._running))
+
+    def _finish(self, live: Mapping[str, Mapping[str, Any]]) -> None:
+        for key, (probe, started, pod) in list(self._running.items()):
+            deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+            code = probe.poll()
+            reason = None
+            if code is None and deadline is not None and self.clock() - started > float(deadline):
+                probe.kill()
+                code, reason = 137, "DeadlineExceeded"
+            if code is None:
+                continue
+            self._running.pop(key)
+            meta = pod["metadata"]
+            path = pod_path(meta["namespace"], meta["name"])
+            output = probe.output()
+            try:
+                self.kube.request("PUT", path + "/log", body=output, content_type="text/plain")
+            except KubeError as exc:
+                log.warning("storing the log of %s failed: %s", meta["name"], exc)
+            terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                          "finishedAt": _now(), "message": "" if reason else probe.termination_message()}
+            status: dict[str, Any] = {
+                "phase": "Succeeded" if code == 0 else "Failed",
+                "containerStatuses": [{"name": "probe", "ready": False, "restartCount": 0,
+                                       "state": {"terminated": terminated}}],
+            }
+            if reason:
+                status.update({"reason": reason, "message": f"Pod was active on the node longer than the "
+                                                            f"specified deadline"})
+            self.kube.patch(path + "/status", {"status": status}, MERGE_PATCH)
+
+
+def _key(pod: Mapping[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
