@@ -1,0 +1,141 @@
+"""Watch streams of the emulated API server (`GET ...?watch=true`), as JSON lines.
+
+A stream starts from what `ObjectStore.open_watch` gives (synthetic ADDED events for a watch
+without a resourceVersion, or the retained history after the requested one) and continues
+with live events until `timeoutSeconds`, a fault rule's `cut_watch_after`, the client going
+away, or the emulator shutting down. A resourceVersion older than the retained history gets
+the real server's answer: HTTP 200 with one ERROR event carrying a 410 `Status` (kopf then
+relists). Selectors are applied per event with the real watch cache's transformation: an
+object that stops matching is sent as DELETED, one that starts matching as ADDED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp.web
+
+from accelqual.sim.emu_errors import ApiError
+from accelqual.sim.emu_patch import JsonObj
+from accelqual.sim.emu_resources import ResourceSpec
+from accelqual.sim.emu_store import ObjectStore, WatchEvent
+
+#: How often an idle stream wakes up to notice a client that went away.
+IDLE_CHECK_S = 1.0
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """What one watch asks for, already parsed and validated by the HTTP layer."""
+
+    spec: ResourceSpec
+    matches: Callable[[JsonObj], bool]
+    since: int | None
+    bookmarks: bool
+    bookmark_interval: float
+    timeout_s: float | None
+    send_initial_events_end: bool
+    cut_after: int | None
+
+
+def project(event: WatchEvent, matches: Callable[[JsonObj], bool]) -> tuple[str, JsonObj] | None:
+    """The event as a filtered watch sees it (or None): selector transitions become ADDED/DELETED."""
+    new_ok = matches(event.obj)
+    if event.type == "MODIFIED":
+        old_ok = event.old is not None and matches(event.old)
+        if new_ok and old_ok:
+            return "MODIFIED", event.obj
+        if new_ok:
+            return "ADDED", event.obj
+        if old_ok:
+            return "DELETED", event.obj
+        return None
+    return (event.type, event.obj) if new_ok else None
+
+
+def _line(event_type: str, obj: Any) -> bytes:
+    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def _bookmark(spec: ResourceSpec, rv: int, initial_end: bool = False) -> bytes:
+    meta: dict[str, Any] = {"resourceVersion": str(rv)}
+    if initial_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return _line("BOOKMARK", {"kind": spec.kind, "apiVersion": spec.api_version, "metadata": meta})
+
+
+async def serve_watch(raw_request: aiohttp.web.BaseRequest, store: ObjectStore, watch: WatchRequest,
+                      closing: asyncio.Event) -> aiohttp.web.StreamResponse:
+    response = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    try:
+        initial, watcher = store.open_watch(watch.spec, watch.since)
+    except ApiError as exc:
+        if exc.status != 410:
+            raise
+        await response.prepare(raw_request)
+        await response.write(_line("ERROR", exc.status_body()))
+        await response.write_eof()
+        return response
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + watch.timeout_s if watch.timeout_s is not None else None
+    next_bookmark = loop.time() + watch.bookmark_interval
+    sent = 0
+    try:
+        await response.prepare(raw_request)
+        chunk = []
+        for event in initial:
+            projected = project(event, watch.matches)
+            if projected is not None:
+                chunk.append(_line(*projected))
+        if watch.cut_after is not None:
+            chunk = chunk[:watch.cut_after]
+        sent = len(chunk)
+        if watch.send_initial_events_end and (watch.cut_after is None or sent < watch.cut_after):
+            chunk.append(_bookmark(watch.spec, store.resource_version, initial_end=True))
+        if chunk:
+            await response.write(b"".join(chunk))
+        while not closing.is_set() and (watch.cut_after is None or sent < watch.cut_after):
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                break
+            transport = raw_request.transport
+            if transport is None or transport.is_closing():
+                break  # the client went away
+            wake = min(t for t in (deadline, next_bookmark if watch.bookmarks else None, now + IDLE_CHECK_S)
+                       if t is not None)
+            try:
+                first = await asyncio.wait_for(watcher.queue.get(), timeout=max(0.0, wake - now))
+            except TimeoutError:
+                if watch.bookmarks and loop.time() >= next_bookmark:
+                    # The queue is empty: every event up to the current resourceVersion was sent
+                    # or filtered out, so a bookmark at it is safe to resume from.
+                    await response.write(_bookmark(watch.spec, store.resource_version))
+                    next_bookmark = loop.time() + watch.bookmark_interval
+                continue
+            batch: list[WatchEvent | None] = [first]
+            while not watcher.queue.empty() and len(batch) < 1000:
+                batch.append(watcher.queue.get_nowait())
+            chunk, ended = [], False
+            for item in batch:
+                if item is None:
+                    ended = True
+                    break
+                projected = project(item, watch.matches)
+                if projected is not None and (watch.cut_after is None or sent < watch.cut_after):
+                    chunk.append(_line(*projected))
+                    sent += 1
+            if chunk:
+                await response.write(b"".join(chunk))
+            if ended:
+                break
+        await response.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        pass  # the client disconnected mid-write: nothing left to tell it
+    finally:
+        store.close_watch(watch.spec, watcher)
+    return response
