@@ -31,6 +31,11 @@ class Reply:
     def rv(self) -> str:
         return str(self.body["metadata"]["resourceVersion"])
 
+    @property
+    def names(self) -> list[str]:
+        """The names of a list reply's items, in order."""
+        return [str(item["metadata"]["name"]) for item in self.body["items"]]
+
 
 class WatchStream:
     """An open watch: read its JSON-lines events one at a time, with a timeout."""

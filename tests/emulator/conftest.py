@@ -1,8 +1,9 @@
-"""Fixtures for the emulator contract tests: a running `EmulatorServer` and an HTTP client for it."""
+"""Fixtures for the emulator contract tests: running `EmulatorServer`s and an HTTP client for them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,6 +25,26 @@ def emulator(server: EmulatorServer) -> ClusterEmulator:
 
 
 @pytest.fixture
-async def api(server: EmulatorServer) -> AsyncIterator[Api]:
-    async with aiohttp.ClientSession() as session:
-        yield Api(session, server.url)
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+def api(server: EmulatorServer, session: aiohttp.ClientSession) -> Api:
+    return Api(session, server.url)
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., EmulatorServer]]:
+    """Start a server around a `ClusterEmulator(**settings)` (e.g. a short history); stopped after the test."""
+    started: list[EmulatorServer] = []
+
+    def make(**settings: Any) -> EmulatorServer:
+        running = EmulatorServer(ClusterEmulator(**settings)).start()
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()
