@@ -201,6 +201,27 @@ class CompactVerdict(_Model):
         return cls(verdict=report.verdict, failed=failed, errored=errored, reason=report.reason[:512])
 
 
+def termination_message(report: ProbeReport) -> str:
+    """`VERDICT_MARKER` + the compact verdict as JSON, trimmed to fit `MAX_VERDICT_BYTES`.
+
+    The kubelet truncates termination messages at 4 KiB; a truncated JSON document would
+    be unreadable, so the reason is shortened first and then the id lists, never the verdict.
+    """
+    compact = CompactVerdict.of(report)
+    while True:
+        line = VERDICT_MARKER + json.dumps(compact.to_json_dict(), separators=(",", ":"), sort_keys=True)
+        if len(line.encode("utf-8")) <= MAX_VERDICT_BYTES:
+            return line
+        if compact.reason:
+            compact = compact.model_copy(update={"reason": compact.reason[: len(compact.reason) // 2]})
+        elif len(compact.errored) >= len(compact.failed) and compact.errored:
+            compact = compact.model_copy(update={"errored": compact.errored[:-1]})
+        elif compact.failed:
+            compact = compact.model_copy(update={"failed": compact.failed[:-1]})
+        else:
+            return line
+
+
 class ReportError(ValueError):
     """A probe's output could not be accepted; the message is one line, fit for a status condition."""
 

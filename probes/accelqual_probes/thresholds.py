@@ -98,7 +98,8 @@ def evaluate(
         if low:
             worst, device = min(low)
             where = f"device {device}" if device is not None else "node"
-            return Verdict.WARN, f"{where}: {threshold.metric} {worst:.4g}{unit} below warning level {warn_below:.4g}{unit}"
+            return Verdict.WARN, (f"{where}: {threshold.metric} {worst:.4g}{unit} "
+                                  f"below warning level {warn_below:.4g}{unit}")
     worst_value = min(v for v, _ in pairs) if threshold.min is not None else max(v for v, _ in pairs)
     return Verdict.PASS, f"{threshold.metric} {worst_value:.4g}{unit} within limits ({threshold.basis})"
 

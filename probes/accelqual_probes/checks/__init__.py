@@ -1,0 +1,1 @@
+"""The built-in checks, one module per category of the standard (see `accelqual_probes.builtin`)."""

@@ -1,0 +1,197 @@
+"""The device backend interface: discovery, inventory and the primitives checks measure through.
+
+Every check reaches the hardware through a `DeviceBackend`: `matmul`, `copy_`, `triad`,
+`empty`/`free` and the `compute()` scope around model code. Keeping these few
+primitives in one place is what lets `faulty.FaultyBackend` inject a defect into the
+real measurement path of exactly the checks that should see it. Vendor modules
+(`torch_npu`, `pynvml`, ...) are imported lazily by the concrete backends.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import torch
+
+from accelqual_probes import __version__
+from accelqual_probes.devices.nvml import Nvml
+from accelqual_probes.faults import FaultPlan
+from accelqual_probes.schema import DeviceInfo, Inventory
+
+#: Device kinds the probe knows, in the order `--device auto` tries them (cpu last).
+ACCELERATOR_KINDS = ("cuda", "npu", "mlu", "xpu", "musa")
+DEVICE_KINDS = ("cpu", *ACCELERATOR_KINDS)
+
+#: torch dtypes by the catalog's dtype names. tf32 is fp32 storage with tensor-core math.
+TORCH_DTYPES: dict[str, torch.dtype] = {
+    "fp64": torch.float64,
+    "fp32": torch.float32,
+    "tf32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+    "fp8": torch.float8_e4m3fn,
+    "int8": torch.int8,
+}
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested device kind is not present or its vendor stack cannot be loaded."""
+
+
+class DeviceOutOfMemoryError(RuntimeError):
+    """An allocation on the device failed for lack of memory."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A picklable recipe to reopen the same backend (and faults) in a child process."""
+
+    kind: str
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    cpu_threads: int = 1
+
+
+@dataclass(frozen=True)
+class DeviceIds:
+    """Identifiers of one device where the vendor stack exposes them."""
+
+    serial: str | None = None
+    uuid: str | None = None
+    bus_id: str | None = None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether a torch error means 'no memory' (CUDA raises a subclass, CPU a plain RuntimeError)."""
+    if isinstance(exc, torch.OutOfMemoryError | DeviceOutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+class DeviceBackend(ABC):
+    """One kind of device on this machine; indices run from 0 to `device_count() - 1`."""
+
+    kind: str = "cpu"
+    accelerator: bool = False
+    vendor: str = ""
+
+    # -- discovery ---------------------------------------------------------------------------
+    @abstractmethod
+    def device_count(self) -> int: ...
+
+    @abstractmethod
+    def device_name(self, index: int) -> str: ...
+
+    @abstractmethod
+    def torch_device(self, index: int) -> torch.device: ...
+
+    @abstractmethod
+    def synchronize(self, index: int | None = None) -> None:
+        """Wait until queued work on the device has finished (timing boundaries)."""
+
+    @abstractmethod
+    def memory_total(self, index: int) -> int:
+        """Bytes of memory the device reports (inventory, the capacity check's nominal)."""
+
+    @abstractmethod
+    def allocation_limit(self, index: int) -> int:
+        """Bytes a probe may try to allocate on the device without harming the host."""
+
+    def driver_version(self) -> str | None:
+        return None
+
+    def runtime_version(self) -> str | None:
+        return None
+
+    def device_ids(self, index: int) -> DeviceIds:
+        return DeviceIds()
+
+    def devices(self) -> list[int]:
+        return list(range(self.device_count()))
+
+    # -- primitives the checks measure through -------------------------------------------------
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """One dense GEMM; fp8 and int8 use the scaled/integer kernels (fp32/int32 results)."""
+        if a.dtype in (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz):
+            one = torch.ones((), dtype=torch.float32, device=a.device)
+            # _scaled_mm wants the second operand column-major.
+            return torch._scaled_mm(a, b.t().contiguous().t(), scale_a=one, scale_b=one, out_dtype=torch.float32)
+        if a.dtype is torch.int8:
+            return torch._int_mm(a, b)
+        return a @ b
+
+    def copy_(self, dst: torch.Tensor, src: torch.Tensor) -> None:
+        """Device memory copy (STREAM copy): reads `src`, writes `dst`."""
+        dst.copy_(src)
+
+    def triad(self, out: torch.Tensor, b: torch.Tensor, c: torch.Tensor, scalar: float) -> None:
+        """STREAM triad `out = b + scalar * c`: two reads and one write per element."""
+        torch.add(b, c, alpha=scalar, out=out)
+
+    def empty(self, numel: int, dtype: torch.dtype, index: int) -> torch.Tensor:
+        """Uninitialized device memory, as an allocator hands it out; OOM is `DeviceOutOfMemoryError`."""
+        try:
+            return torch.empty(numel, dtype=dtype, device=self.torch_device(index))
+        except (RuntimeError, MemoryError) as exc:
+            if isinstance(exc, MemoryError) or is_out_of_memory(exc):
+                raise DeviceOutOfMemoryError(f"{self.kind}:{index}: cannot allocate {numel} x {dtype}") from None
+            raise
+
+    def free(self, tensor: torch.Tensor) -> None:
+        """Give memory back to the device (the caller drops its reference)."""
+        del tensor
+
+    def compute(self) -> AbstractContextManager[None]:
+        """The scope of device compute (models, GEMMs); the fault layer perturbs what runs in it."""
+        return nullcontext()
+
+    @contextmanager
+    def session(self, check_id: str) -> Iterator[None]:
+        """Entered by the runner around one check's run, in the check's worker thread."""
+        yield
+
+    def spec(self) -> BackendSpec:
+        return BackendSpec(kind=self.kind)
+
+    def close(self) -> None:
+        """Release what the backend holds (NVML handles, fault pools); the CPU holds nothing."""
+        return None
+
+    def nvml(self) -> Nvml | None:
+        """NVML with one handle per device, in device order, where `pynvml` works (CUDA on NVIDIA)."""
+        return None
+
+    # -- inventory -------------------------------------------------------------------------------
+    def inventory(self) -> Inventory:
+        devices: list[DeviceInfo] = []
+        for index in self.devices():
+            ids = self.device_ids(index)
+            devices.append(DeviceInfo(
+                index=index, name=self.device_name(index)[:253], memory_bytes=self.memory_total(index),
+                serial=ids.serial, uuid=ids.uuid, bus_id=ids.bus_id,
+            ))
+        return Inventory(
+            hostname=socket.gethostname()[:253],
+            device_type=self.kind,
+            vendor=self.vendor[:253],
+            model=devices[0].name if devices else "",
+            count=len(devices),
+            devices=devices,
+            driver_version=_short(self.driver_version()),
+            runtime_version=_short(self.runtime_version()),
+            framework_version=f"torch {torch.__version__}",
+            probe_version=__version__,
+            python_version=platform.python_version(),
+            kernel=_short(os.uname().release if hasattr(os, "uname") else sys.platform),
+        )
+
+
+def _short(text: str | None) -> str | None:
+    return text[:253] if text else None

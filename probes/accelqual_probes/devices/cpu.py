@@ -1,0 +1,123 @@
+"""The CPU as a device: the reference device of CI, laptops and the simulated fleet.
+
+Inventory comes from /proc (model name, MemTotal); allocations are bounded so a probe
+never squeezes the host it shares with other probes or workloads. torch and numpy
+BLAS are pinned to the same small thread count (`ACCELQUAL_CPU_THREADS`, default 1):
+probes that share a host then measure alike, and the two libraries' spin-waiting
+thread pools cannot distort each other's timings.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from accelqual_probes import reference
+from accelqual_probes.devices.base import BackendSpec, DeviceBackend
+
+ENV_CPU_THREADS = "ACCELQUAL_CPU_THREADS"
+#: Upper bound of what a probe allocates on a CPU host, whatever its size. Every page is
+#: touched to prove it real, and first-touch faults cost ~1 ms per MiB on virtual machines:
+#: 256 MiB keeps the capacity check under half a second.
+CPU_ALLOCATION_CAP = 256 << 20
+#: Share of the host's available memory (or cgroup headroom) a probe may take.
+CPU_ALLOCATION_SHARE = 0.10
+
+_VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
+
+
+def read_cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, str]:
+    """(vendor, model name) of the first CPU in /proc/cpuinfo; platform values as fallback."""
+    vendor, model = "", ""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "vendor_id" and not vendor:
+            vendor = _VENDORS.get(value, value)
+        elif key in ("model name", "Model", "cpu model") and not model:
+            model = value
+        elif key == "CPU implementer" and not vendor:
+            vendor = "ARM"
+    return vendor or platform.machine(), model or platform.processor() or platform.machine() or "cpu"
+
+
+def read_meminfo(path: Path = Path("/proc/meminfo")) -> dict[str, int]:
+    """/proc/meminfo in bytes (`MemTotal`, `MemAvailable`, ...)."""
+    out: dict[str, int] = {}
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        parts = value.split()
+        if parts and parts[0].isdigit():
+            out[key.strip()] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1] == "kB" else 1)
+    return out
+
+
+def cgroup_headroom(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Bytes the current memory cgroup can still grow by (v2, then v1), or None if unlimited."""
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit_text = (root / limit_file).read_text().strip()
+            usage = int((root / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit_text == "max" or not limit_text.isdigit() or int(limit_text) >= 1 << 60:
+            return None
+        return max(0, int(limit_text) - usage)
+    return None
+
+
+class CpuBackend(DeviceBackend):
+    """The host CPU as one device."""
+
+    kind = "cpu"
+    accelerator = False
+
+    def __init__(self, threads: int | None = None) -> None:
+        env_threads = os.environ.get(ENV_CPU_THREADS, "")
+        self.threads = threads or (int(env_threads) if env_threads.isdigit() and int(env_threads) > 0 else 1)
+        torch.set_num_threads(self.threads)
+        reference.set_blas_threads(self.threads)
+        self.vendor, self._model = read_cpuinfo()
+
+    def device_count(self) -> int:
+        return 1
+
+    def device_name(self, index: int) -> str:
+        return self._model
+
+    def torch_device(self, index: int) -> torch.device:
+        return torch.device("cpu")
+
+    def synchronize(self, index: int | None = None) -> None:
+        """CPU ops are synchronous."""
+
+    def memory_total(self, index: int) -> int:
+        return read_meminfo().get("MemTotal", 0)
+
+    def allocation_limit(self, index: int) -> int:
+        info = read_meminfo()
+        available = info.get("MemAvailable", info.get("MemFree", 0))
+        bounds = [CPU_ALLOCATION_CAP, int(available * CPU_ALLOCATION_SHARE)]
+        headroom = cgroup_headroom()
+        if headroom is not None:
+            bounds.append(int(headroom * CPU_ALLOCATION_SHARE))
+        return max(0, min(bounds)) // (1 << 20) * (1 << 20)
+
+    def runtime_version(self) -> str | None:
+        capability = torch.backends.cpu.get_cpu_capability()
+        return f"{capability}, {self.threads} thread(s)"
+
+    def spec(self) -> BackendSpec:
+        return BackendSpec(kind=self.kind, cpu_threads=self.threads)
