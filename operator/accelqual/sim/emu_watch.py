@@ -40,6 +40,11 @@ class WatchRequest:
     timeout_s: float | None
     send_initial_events_end: bool
     cut_after: int | None
+    #: Turns an object into what the client asked to see (a one-row Table for `kubectl get -w`).
+    render: Callable[[JsonObj], JsonObj] | None = None
+
+    def line(self, event_type: str, obj: JsonObj) -> bytes:
+        return _line(event_type, self.render(obj) if self.render is not None else obj)
 
 
 def project(event: WatchEvent, matches: Callable[[JsonObj], bool]) -> tuple[str, JsonObj] | None:
@@ -91,7 +96,7 @@ async def serve_watch(raw_request: aiohttp.web.BaseRequest, store: ObjectStore, 
         for event in initial:
             projected = project(event, watch.matches)
             if projected is not None:
-                chunk.append(_line(*projected))
+                chunk.append(watch.line(*projected))
         if watch.cut_after is not None:
             chunk = chunk[:watch.cut_after]
         sent = len(chunk)
@@ -127,7 +132,7 @@ async def serve_watch(raw_request: aiohttp.web.BaseRequest, store: ObjectStore, 
                     break
                 projected = project(item, watch.matches)
                 if projected is not None and (watch.cut_after is None or sent < watch.cut_after):
-                    chunk.append(_line(*projected))
+                    chunk.append(watch.line(*projected))
                     sent += 1
             if chunk:
                 await response.write(b"".join(chunk))

@@ -211,13 +211,15 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 del level[:-keep]
 
     async def _serve_version(self, request: Request) -> Payload:
-        # kmock lists subresources with their parent's verbs; kubectl and kopf read them.
+        # kmock lists subresources with their parent's verbs and short names (kubectl then warns that
+        # `aq` "could also match qualifications/status"), and the core group as "/v1".
         payload = await super()._serve_version(request)
         if isinstance(payload, dict):
-            payload["groupVersion"] = payload["groupVersion"].lstrip("/")  # core is "v1", not "/v1"
+            payload["groupVersion"] = payload["groupVersion"].lstrip("/")
             for item in payload.get("resources", []):
                 if "/" in item["name"]:
                     item["verbs"] = list(SUBRESOURCE_VERBS.get(item["name"].split("/", 1)[1], ("get",)))
+                    item["shortNames"], item["categories"] = [], []
                 else:
                     item["verbs"] = sorted(item["verbs"])
         return payload
@@ -393,6 +395,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                     and (name is None or meta["name"] == name)
                     and labels.matches(meta.get("labels")) and fields.matches(obj))
 
+        render = None
+        if wants_table(request.headers.get("Accept")):
+            include = query.get("includeObject", "Metadata")
+
+            def render(obj: JsonObj) -> JsonObj:  # `kubectl get -w`: every event is a one-row Table
+                return render_table(spec, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}, include)
         rv = query.get("resourceVersion") or None
         try:
             since = None if rv in (None, "0") else int(str(rv))
@@ -404,7 +412,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                              bookmark_interval=self.bookmark_interval,
                              timeout_s=float(timeout) if timeout is not None else None,
                              send_initial_events_end=query.get("sendInitialEvents") == "true" and bookmarks,
-                             cut_after=cut_after)
+                             cut_after=cut_after, render=render)
         return await serve_watch(request._raw_request, self._store, watch, self._closing)
 
     # --- the thread-safe Python API ------------------------------------------------------------
