@@ -13,7 +13,8 @@ from accelqual.sim.server import EmulatorServer
 
 from tests.emulator.apiclient import NODES, QUALIFICATIONS, Api, node, qualification
 
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+TABLE = ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,"
+         "application/json")  # what kubectl get sends
 
 
 def by_name(resource_list: dict[str, Any]) -> dict[str, dict[str, Any]]:

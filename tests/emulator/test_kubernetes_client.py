@@ -8,6 +8,7 @@ The client is blocking: these tests are sync, with the emulator in its own threa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, cast
 
 import kubernetes
 import pytest
@@ -24,7 +25,7 @@ def client(server: EmulatorServer) -> Iterator[kubernetes.client.ApiClient]:
     try:
         yield api_client
     finally:
-        api_client.close()  # an unclosed ApiClient keeps a thread pool alive
+        api_client.close()  # type: ignore[no-untyped-call]  # (untyped upstream) frees its thread pool
 
 
 def test_list_patch_and_get_nodes(server: EmulatorServer, client: kubernetes.client.ApiClient) -> None:
@@ -39,11 +40,13 @@ def test_list_patch_and_get_nodes(server: EmulatorServer, client: kubernetes.cli
     core.patch_node("gpu-1", [{"op": "add", "path": "/metadata/annotations", "value": {"why": "ecc"}}])
     fetched = core.read_node("gpu-1")
 
-    assert [n.metadata.name for n in listed.items] == ["gpu-1"]
+    assert [n.metadata.name for n in listed.items if n.metadata] == ["gpu-1"]
+    assert fetched.metadata is not None
+    assert fetched.spec is not None
     assert fetched.metadata.labels == {"pool": "a", "accelqual.io/verdict": "fail"}
     assert fetched.metadata.annotations == {"why": "ecc"}
-    assert [(t.key, t.effect) for t in fetched.spec.taints] == [("accelqual.io/failed", "NoSchedule")]
-    assert int(fetched.metadata.resource_version) == server.emulator.resource_version
+    assert [(t.key, t.effect) for t in fetched.spec.taints or []] == [("accelqual.io/failed", "NoSchedule")]
+    assert fetched.metadata.resource_version == str(server.emulator.resource_version)
 
 
 def test_custom_objects_and_their_status(server: EmulatorServer, client: kubernetes.client.ApiClient) -> None:
@@ -52,8 +55,8 @@ def test_custom_objects_and_their_status(server: EmulatorServer, client: kuberne
     custom.create_cluster_custom_object(GROUP, VERSION, "qualifications", qualification("pool-a"))
     custom.patch_cluster_custom_object_status(GROUP, VERSION, "qualifications", "pool-a",
                                               {"status": {"phase": "Running"}}, _content_type=MERGE)
-    fetched = custom.get_cluster_custom_object(GROUP, VERSION, "qualifications", "pool-a")
-    listed = custom.list_cluster_custom_object(GROUP, VERSION, "qualifications")
+    fetched = cast(dict[str, Any], custom.get_cluster_custom_object(GROUP, VERSION, "qualifications", "pool-a"))
+    listed = cast(dict[str, Any], custom.list_cluster_custom_object(GROUP, VERSION, "qualifications"))
 
     assert fetched["status"] == {"phase": "Running"}
     assert fetched["metadata"]["generation"] == 1
@@ -65,10 +68,11 @@ def test_errors_surface_as_api_exceptions_with_kubernetes_status(client: kuberne
 
     with pytest.raises(kubernetes.client.ApiException) as missing:
         core.read_node("ghost")
-    core.create_namespaced_config_map("default", {"metadata": {"name": "cm"}})
+    config_map = kubernetes.client.V1ConfigMap(metadata=kubernetes.client.V1ObjectMeta(name="cm"), data={"a": "b"})
+    core.create_namespaced_config_map("default", config_map)
     with pytest.raises(kubernetes.client.ApiException) as duplicate:
-        core.create_namespaced_config_map("default", {"metadata": {"name": "cm"}})
+        core.create_namespaced_config_map("default", config_map)
 
     assert missing.value.status == 404
     assert duplicate.value.status == 409
-    assert '"reason":"AlreadyExists"' in duplicate.value.body
+    assert '"reason":"AlreadyExists"' in str(duplicate.value.body)
