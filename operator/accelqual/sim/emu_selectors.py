@@ -34,20 +34,19 @@ class Requirement:
     values: tuple[str, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        present = self.key in labels
         value = labels.get(self.key)
         if self.operator == "=":
             return value == self.values[0]
         if self.operator == "!=":
             return value != self.values[0]
         if self.operator == "in":
-            return present and value in self.values
+            return value is not None and value in self.values
         if self.operator == "notin":
-            return not present or value not in self.values
+            return value is None or value not in self.values
         if self.operator == "exists":
-            return present
+            return self.key in labels
         if self.operator == "!":
-            return not present
+            return self.key not in labels
         # gt / lt: both sides must be integers, as in apimachinery's labels package.
         try:
             actual, wanted = int(str(value)), int(self.values[0])
@@ -90,9 +89,16 @@ class LabelSelector:
             requirements.append(_parse_requirement(term, text))
         return cls(tuple(requirements))
 
+    @property
+    def empty(self) -> bool:
+        return not self.requirements
+
     def matches(self, labels: Mapping[str, str] | None) -> bool:
         labels = labels or {}
-        return all(req.matches(labels) for req in self.requirements)
+        for req in self.requirements:  # a plain loop: this runs once per object per LIST
+            if not req.matches(labels):
+                return False
+        return True
 
 
 def _parse_requirement(term: str, whole: str) -> Requirement:
@@ -167,12 +173,12 @@ class FieldSelector:
             requirements.append(FieldRequirement(label, op != "!=", value))
         return cls(tuple(requirements))
 
-    def matches(self, obj: Mapping[str, Any]) -> bool:
-        return all(req.matches(obj) for req in self.requirements)
+    @property
+    def empty(self) -> bool:
+        return not self.requirements
 
-    def pinned(self, label: str) -> str | None:
-        """The value an `=` term pins `label` to (lets a LIST skip the other namespaces/names)."""
+    def matches(self, obj: Mapping[str, Any]) -> bool:
         for req in self.requirements:
-            if req.label == label and req.equal:
-                return req.value
-        return None
+            if not req.matches(obj):
+                return False
+        return True

@@ -23,12 +23,14 @@ marshals calls from other threads), which makes every read-modify-write atomic.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import uuid
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,7 +54,11 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
+def encode(obj: JsonObj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+@dataclass(slots=True)
 class WatchEvent:
     """One change: the object after it (for DELETED: the last state) and the one before it."""
 
@@ -60,6 +66,13 @@ class WatchEvent:
     type: str  # ADDED | MODIFIED | DELETED
     obj: JsonObj
     old: JsonObj | None
+    _encoded: bytes | None = field(default=None, repr=False, compare=False)
+
+    def encoded_object(self) -> bytes:
+        """`obj` as JSON, serialized once however many watches stream it."""
+        if self._encoded is None:
+            self._encoded = encode(self.obj)
+        return self._encoded
 
 
 class Watcher:
@@ -135,6 +148,10 @@ class ObjectStore:
         self._rv = 0
         self._specs: dict[str, ResourceSpec] = {}
         self._objects: dict[str, dict[ObjectKey, JsonObj]] = {}
+        # Keys in (namespace, name) order, so that a page or a namespace is found by bisection.
+        self._order: dict[str, list[ObjectKey]] = {}
+        # Serialized snapshots (a snapshot never changes), so that a LIST joins bytes.
+        self._encoded: dict[str, dict[ObjectKey, tuple[JsonObj, bytes]]] = {}
         self._history: dict[str, deque[WatchEvent]] = {}
         self._compacted: dict[str, int] = {}
         self._watchers: dict[str, set[Watcher]] = {}
@@ -147,6 +164,8 @@ class ObjectStore:
     def add_resource(self, spec: ResourceSpec) -> None:
         self._specs[spec.key] = spec
         self._objects.setdefault(spec.key, {})
+        self._order.setdefault(spec.key, [])
+        self._encoded.setdefault(spec.key, {})
         self._history.setdefault(spec.key, deque(maxlen=self.history_limit))
         self._compacted.setdefault(spec.key, 0)
         self._watchers.setdefault(spec.key, set())
@@ -162,12 +181,31 @@ class ObjectStore:
             raise errors.not_found(spec.plural, spec.group, name)
         return obj
 
-    def items(self, spec: ResourceSpec, namespace: str | None = None) -> list[tuple[ObjectKey, JsonObj]]:
-        """The stored snapshots of a resource, sorted by (namespace, name); one namespace if given."""
-        objects = self._objects[spec.key]
-        if namespace is not None:
-            return sorted((key, obj) for key, obj in objects.items() if key[0] == namespace)
-        return sorted(objects.items())
+    def items(self, spec: ResourceSpec, namespace: str | None = None,
+              after: ObjectKey | None = None) -> Iterator[tuple[ObjectKey, JsonObj]]:
+        """The stored snapshots in (namespace, name) order: all, one namespace's, or those after a key.
+
+        A live view: consume it without awaiting in between (or take a `list()` of it).
+        """
+        keys, objects = self._order[spec.key], self._objects[spec.key]
+        start = bisect_left(keys, (namespace, "")) if namespace is not None else 0
+        if after is not None:
+            start = max(start, bisect_right(keys, after))
+        for index in range(start, len(keys)):
+            key = keys[index]
+            if namespace is not None and key[0] != namespace:
+                return
+            yield key, objects[key]
+
+    def encoded(self, spec: ResourceSpec, key: ObjectKey, obj: JsonObj) -> bytes:
+        """The JSON of a stored snapshot, serialized once per version."""
+        cache = self._encoded[spec.key]
+        hit = cache.get(key)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        data = encode(obj)
+        cache[key] = (obj, data)
+        return data
 
     def count(self, spec: ResourceSpec) -> int:
         return len(self._objects[spec.key])
@@ -177,10 +215,10 @@ class ObjectStore:
     def create(self, spec: ResourceSpec, namespace: str | None, body: Any) -> JsonObj:
         if not isinstance(body, dict):
             raise errors.bad_request(f"the body of a {spec.kind} must be a JSON object")
-        for field, expected in (("apiVersion", spec.api_version), ("kind", spec.kind)):
-            if body.get(field) not in (None, "", expected):
-                raise errors.bad_request(f"the {field} in the data ({body[field]}) does not match the expected "
-                                         f"{field} ({expected})")
+        for attr, expected in (("apiVersion", spec.api_version), ("kind", spec.kind)):
+            if body.get(attr) not in (None, "", expected):
+                raise errors.bad_request(f"the {attr} in the data ({body[attr]}) does not match the expected "
+                                         f"{attr} ({expected})")
         obj = clone(body)
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
@@ -282,8 +320,8 @@ class ObjectStore:
         were compacted away.
         """
         if since is None:
-            initial = [WatchEvent(int(obj["metadata"]["resourceVersion"]), "ADDED", obj, None)
-                       for _, obj in self.items(spec)]
+            initial = [WatchEvent(int(obj["metadata"]["resourceVersion"]), "ADDED", obj, None,
+                                  self.encoded(spec, key, obj)) for key, obj in self.items(spec)]
         else:
             compacted = self._compacted[spec.key]
             if since < compacted:
@@ -348,10 +386,10 @@ class ObjectStore:
             return new
         new = {**candidate, "apiVersion": spec.api_version, "kind": spec.kind}
         meta = dict(new.get("metadata") or {})
-        for field in SYSTEM_METADATA:
-            meta.pop(field, None)
-            if field in old["metadata"]:
-                meta[field] = old["metadata"][field]
+        for system in SYSTEM_METADATA:
+            meta.pop(system, None)
+            if system in old["metadata"]:
+                meta[system] = old["metadata"][system]
         _validate_labels(spec, old["metadata"]["name"], meta.get("labels"))
         if old["metadata"].get("deletionTimestamp"):
             added = set(meta.get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
@@ -370,11 +408,15 @@ class ObjectStore:
     def _commit(self, spec: ResourceSpec, key: ObjectKey, event_type: str, obj: JsonObj, old: JsonObj | None) -> None:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
-        objects = self._objects[spec.key]
+        objects, order = self._objects[spec.key], self._order[spec.key]
         if event_type == "DELETED":
             objects.pop(key, None)
+            self._encoded[spec.key].pop(key, None)
+            del order[bisect_left(order, key)]
             self._by_uid.pop(obj["metadata"]["uid"], None)
         else:
+            if key not in objects:
+                insort(order, key)
             objects[key] = obj
             self._by_uid[obj["metadata"]["uid"]] = (spec.key, key)
         self._index_owners(spec, key, old, None if event_type == "DELETED" else obj)

@@ -43,23 +43,25 @@ class WatchRequest:
     #: Turns an object into what the client asked to see (a one-row Table for `kubectl get -w`).
     render: Callable[[JsonObj], JsonObj] | None = None
 
-    def line(self, event_type: str, obj: JsonObj) -> bytes:
-        return _line(event_type, self.render(obj) if self.render is not None else obj)
+    def line(self, event_type: str, event: WatchEvent) -> bytes:
+        if self.render is not None:
+            return _line(event_type, self.render(event.obj))
+        return b'{"type":"' + event_type.encode() + b'","object":' + event.encoded_object() + b"}\n"
 
 
-def project(event: WatchEvent, matches: Callable[[JsonObj], bool]) -> tuple[str, JsonObj] | None:
-    """The event as a filtered watch sees it (or None): selector transitions become ADDED/DELETED."""
+def project(event: WatchEvent, matches: Callable[[JsonObj], bool]) -> str | None:
+    """The event's type as a filtered watch sees it (None: not at all); selector transitions become ADDED/DELETED."""
     new_ok = matches(event.obj)
     if event.type == "MODIFIED":
         old_ok = event.old is not None and matches(event.old)
         if new_ok and old_ok:
-            return "MODIFIED", event.obj
+            return "MODIFIED"
         if new_ok:
-            return "ADDED", event.obj
+            return "ADDED"
         if old_ok:
-            return "DELETED", event.obj
+            return "DELETED"
         return None
-    return (event.type, event.obj) if new_ok else None
+    return event.type if new_ok else None
 
 
 def _line(event_type: str, obj: Any) -> bytes:
@@ -96,7 +98,7 @@ async def serve_watch(raw_request: aiohttp.web.BaseRequest, store: ObjectStore, 
         for event in initial:
             projected = project(event, watch.matches)
             if projected is not None:
-                chunk.append(watch.line(*projected))
+                chunk.append(watch.line(projected, event))
         if watch.cut_after is not None:
             chunk = chunk[:watch.cut_after]
         sent = len(chunk)
@@ -132,7 +134,7 @@ async def serve_watch(raw_request: aiohttp.web.BaseRequest, store: ObjectStore, 
                     break
                 projected = project(item, watch.matches)
                 if projected is not None and (watch.cut_after is None or sent < watch.cut_after):
-                    chunk.append(watch.line(*projected))
+                    chunk.append(watch.line(projected, item))
                     sent += 1
             if chunk:
                 await response.write(b"".join(chunk))

@@ -362,25 +362,26 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         list_rv, start = self.resource_version, None
         if query.get("continue"):
             list_rv, start = http.decode_continue(query["continue"])
-        items: list[JsonObj] = []
+        found: list[tuple[tuple[str, str], JsonObj]] = []
         token = None
-        for key, obj in self._store.items(spec, request.namespace):
-            if start is not None and key <= start:
+        everything = labels.empty and fields.empty
+        for key, obj in self._store.items(spec, request.namespace, after=start):
+            if not everything and not (labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)):
                 continue
-            if not (labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)):
-                continue
-            if limit is not None and len(items) == limit:
-                last = items[-1]["metadata"]
-                token = http.encode_continue(list_rv, last.get("namespace", ""), last["name"])
+            if limit is not None and len(found) == limit:
+                token = http.encode_continue(list_rv, *found[-1][0])
                 break
-            items.append(obj)
+            found.append((key, obj))
         meta: dict[str, Any] = {"resourceVersion": str(list_rv)}
         if token:
             meta["continue"] = token
         if wants_table(request.headers.get("Accept")):
-            return http.json_response(render_table(spec, items, meta, query.get("includeObject", "Metadata")))
-        return http.json_response({"apiVersion": spec.api_version, "kind": f"{spec.kind}List", "metadata": meta,
-                                   "items": items})
+            return http.json_response(render_table(spec, [obj for _, obj in found], meta,
+                                                   query.get("includeObject", "Metadata")))
+        head = json.dumps({"apiVersion": spec.api_version, "kind": f"{spec.kind}List", "metadata": meta},
+                          separators=(",", ":")).encode()
+        items = b",".join(self._store.encoded(spec, key, obj) for key, obj in found)
+        return aiohttp.web.Response(body=head[:-1] + b',"items":[' + items + b"]}", content_type="application/json")
 
     async def _watch(self, request: Request, spec: ResourceSpec, query: dict[str, str],
                      cut_after: int | None) -> aiohttp.web.StreamResponse:
