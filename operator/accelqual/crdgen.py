@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from accelqual_probes.profiles import CardProfileSpec
 from pydantic import BaseModel
 
 from accelqual.constants import CARDPROFILES, GROUP, QUALIFICATIONS, VERSION
 from accelqual.models import QualificationSpec, QualificationStatus
-from accelqual_probes.profiles import CardProfileSpec
 
 _DROP = {"title", "default", "additionalProperties", "propertyNames", "examples"}
 
@@ -119,7 +119,7 @@ def _crd(plural: str, kind: str, spec_model: type[BaseModel], status_model: type
     }
 
 
-QUALIFICATION_COLUMNS = [
+QUALIFICATION_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Passed", "type": "integer", "jsonPath": ".status.summary.passed"},
     {"name": "Failed", "type": "integer", "jsonPath": ".status.summary.failed"},
@@ -128,7 +128,7 @@ QUALIFICATION_COLUMNS = [
     {"name": "Run", "type": "string", "jsonPath": ".status.runId", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
-CARDPROFILE_COLUMNS = [
+CARDPROFILE_COLUMNS: list[dict[str, Any]] = [
     {"name": "Card", "type": "string", "jsonPath": ".spec.displayName"},
     {"name": "Device", "type": "string", "jsonPath": ".spec.deviceType"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

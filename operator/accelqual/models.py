@@ -291,8 +291,8 @@ class QualificationStatus(_Model):
     summary: RunSummary = RunSummary()
     failing_nodes: list[FailingNode] = Field(default=[], max_length=MAX_FAILING_NODES)
     failing_nodes_omitted: Annotated[int, Field(ge=0)] = 0
-    report_uri: Annotated[str, Field(max_length=1024)] | None = None
-    report_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    report_uri: Annotated[str | None, Field(alias="reportURI", max_length=1024)] = None
+    report_sha256: Annotated[str | None, Field(alias="reportSHA256", pattern=r"^[0-9a-f]{64}$")] = None
     evidence_backlog: Annotated[int, Field(ge=0)] = 0
     #: After a human resumed a Halted run: failures up to this count are already accepted.
     failures_at_resume: Annotated[int, Field(ge=0)] = 0

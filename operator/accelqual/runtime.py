@@ -48,7 +48,7 @@ async def run_operator(
     reconciler = reconciler or make_reconciler(options)
     if options.metrics_port is not None:
         reconciler.metrics.serve(options.metrics_port)
-    registry = build_registry(reconciler, server=options.server, debounce=options.debounce)
+    registry = build_registry(reconciler, debounce=options.debounce)
     try:
         await kopf.operator(
             registry=registry,

@@ -99,14 +99,27 @@ class Measurement(_Model):
     device: Annotated[int, Field(ge=0, le=1023)] | None = None
 
 
+class Severity(StrEnum):
+    """What a violated threshold means: the check fails, or it only warns (e.g. noise on a shared host)."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
 class Threshold(_Model):
-    """A declarative limit on one metric: `min <= value <= max`; `basis` says where it came from."""
+    """A declarative limit on one metric: `min <= value <= max`; `basis` says where it came from.
+
+    Contract with the operator: every threshold's `metric` has at least one measurement in
+    the same check, and a check that reports `pass` or `warn` has no measurement outside a
+    `fail`-severity threshold (the operator re-checks both and fails the node otherwise).
+    """
 
     metric: Annotated[str, Field(max_length=64)]
     min: FiniteFloat | None = None
     max: FiniteFloat | None = None
     unit: Annotated[str, Field(max_length=32)] = ""
     basis: ShortText = ""
+    severity: Severity = Severity.FAIL
 
 
 class CheckResult(_Model):

@@ -90,6 +90,11 @@ class KubeClient:
         return cls(configuration, retry=retry)
 
     @property
+    def configuration(self) -> k8s.Configuration:
+        config: k8s.Configuration = self._api.configuration
+        return config
+
+    @property
     def server(self) -> str:
         return str(self._api.configuration.host)
 

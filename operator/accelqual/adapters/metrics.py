@@ -10,12 +10,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
+from accelqual_probes.catalog import BY_ID
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from accelqual.models import QualificationStatus
 from accelqual.planning.actions import MarkNode
 from accelqual.planning.snapshot import NodeResult
-from accelqual_probes.catalog import BY_ID
 
 PHASES = ("Pending", "Running", "Completed", "Halted", "Invalid")
 VERDICTS = ("pass", "fail", "inconclusive")

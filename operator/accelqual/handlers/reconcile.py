@@ -18,6 +18,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from accelqual_probes.catalog import select
+from accelqual_probes.profiles import CardProfileSpec
+from accelqual_probes.schema import MAX_REPORT_BYTES
+
 from accelqual.adapters.evidence import EvidenceError, EvidenceStore, S3Credentials, S3Evidence
 from accelqual.adapters.kube import (
     MERGE_PATCH,
@@ -44,15 +48,12 @@ from accelqual.planning.actions import (
     node_patch,
 )
 from accelqual.planning.conditions import set_condition
-from accelqual.planning.naming import evidence_key, event_name, summary_key
+from accelqual.planning.naming import event_name, evidence_key, summary_key
 from accelqual.planning.plan import plan
 from accelqual.planning.profiles import profile_for
 from accelqual.planning.results import evaluate_pod
 from accelqual.planning.snapshot import NodeInfo, NodeResult, PodPhase, ProbePodInfo, Snapshot
 from accelqual.planning.validation import SpecProblem, invalid_status, validate_spec
-from accelqual_probes.catalog import select
-from accelqual_probes.profiles import CardProfileSpec
-from accelqual_probes.schema import MAX_REPORT_BYTES
 
 log = logging.getLogger("accelqual.reconcile")
 T = TypeVar("T")

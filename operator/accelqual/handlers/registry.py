@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from accelqual_probes.profiles import CardProfileSpec
 from pydantic import ValidationError
 
 from accelqual.adapters.objects import busy_pod, is_probe_pod, node_info, pod_qualification, probe_pod_info
 from accelqual.constants import CARDPROFILES, GROUP, LABEL_APP_MANAGED_BY, MANAGER, QUALIFICATIONS, VERSION
 from accelqual.handlers.reconcile import ClusterView, Reconciler
 from accelqual.planning.snapshot import NodeInfo, ProbePodInfo
-from accelqual_probes.profiles import CardProfileSpec
 
 log = logging.getLogger("accelqual.handlers")
 
@@ -28,22 +28,14 @@ log = logging.getLogger("accelqual.handlers")
 DEBOUNCE_SECONDS = 0.5
 
 
-def build_registry(
-    reconciler: Reconciler,
-    *,
-    server: str | None = None,
-    token: str = "accelqual",
-    debounce: float = DEBOUNCE_SECONDS,
-) -> kopf.OperatorRegistry:
-    """All handlers of the operator. `server` pins the API server (simulation, tests); else kopf's
-    usual login (in-cluster service account or kubeconfig) applies."""
-    registry: kopf.OperatorRegistry = kopf.SmartOperatorRegistry()
+def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS) -> kopf.OperatorRegistry:
+    """All handlers of the operator; kopf connects with the same configuration as our own client."""
+    registry = kopf.OperatorRegistry()
     state = reconciler.state
 
-    if server is not None:
-        @kopf.on.login(registry=registry)
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=server, scheme="Bearer", token=token, insecure=True)
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return _connection_info(reconciler.kube.configuration)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -99,17 +91,10 @@ def build_registry(
         return {name: int(meta.get("generation") or 0)}
 
     @kopf.daemon(GROUP, VERSION, QUALIFICATIONS, registry=registry, id="reconcile", cancellation_timeout=10.0)
-    async def reconcile(
-        name: str,
-        body: kopf.Body,
-        stopped: kopf.DaemonStopped,
-        nodes: kopf.Index[str, NodeInfo],
-        probe_pods: kopf.Index[str, tuple[ProbePodInfo, str | None]],
-        busy: kopf.Index[str, frozenset[str]],
-        profiles: kopf.Index[str, CardProfileSpec | str],
-        **_: Any,
-    ) -> None:
-        view = ClusterView(nodes=nodes, probe_pods=probe_pods, busy=busy, profiles=profiles)
+    async def reconcile(*, name: str, body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+        # kopf passes each index as a keyword argument named after its id.
+        view = ClusterView(nodes=kwargs["nodes"], probe_pods=kwargs["probe_pods"], busy=kwargs["busy"],
+                           profiles=kwargs["profiles"])
         waker = state.waker(name)
         try:
             while not stopped:
@@ -127,6 +112,24 @@ def build_registry(
             reconciler.metrics.forget([name])
 
     return registry
+
+
+def _connection_info(configuration: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from the kubernetes client configuration (in-cluster, kubeconfig or a pinned URL)."""
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization")
+    scheme, token = [*header.split(" ", 1), None][:2] if header else (None, None)
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme if token else None,
+        token=token if token else scheme,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        username=configuration.username or None,
+        password=configuration.password or None,
+    )
 
 
 def _plain(body: kopf.Body) -> Mapping[str, Any]:

@@ -23,6 +23,7 @@ from accelqual_probes.schema import (
     OverallVerdict,
     ProbeReport,
     ReportError,
+    Severity,
     Verdict,
     overall_verdict,
 )
@@ -148,6 +149,8 @@ def _recheck(check: CheckResult, report: ProbeReport, profile: CardProfileSpec |
     for m in check.measurements:
         by_metric.setdefault(m.metric, []).append(m.value)
     for threshold in check.thresholds:
+        if threshold.severity is not Severity.FAIL:
+            continue
         values = by_metric.get(threshold.metric)
         if not values:
             return check.model_copy(update={"verdict": Verdict.ERROR,

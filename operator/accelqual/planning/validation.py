@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from accelqual_probes.catalog import unknown_ids
+from accelqual_probes.profiles import CardProfileSpec
 from pydantic import ValidationError
 
 from accelqual.constants import ConditionType, Phase, Reason
@@ -20,8 +22,6 @@ from accelqual.models import QualificationSpec, QualificationStatus
 from accelqual.planning import schedule
 from accelqual.planning.conditions import set_condition
 from accelqual.planning.profiles import known_profiles
-from accelqual_probes.catalog import unknown_ids
-from accelqual_probes.profiles import CardProfileSpec
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,8 @@ class ProbeRunner(Protocol):
 
 
 class _Process:
-    def __init__(self, popen: subprocess.Popen[bytes], out: Path, term: Path, workdir: tempfile.TemporaryDirectory[str]):
+    def __init__(self, popen: subprocess.Popen[bytes], out: Path, term: Path,
+                 workdir: tempfile.TemporaryDirectory[str]) -> None:
         self._popen = popen
         self._out = out
         self._term = term
@@ -342,8 +343,8 @@ class SimulatedKubelet:
                                        "state": {"terminated": terminated}}],
             }
             if reason:
-                status.update({"reason": reason, "message": f"Pod was active on the node longer than the "
-                                                            f"specified deadline"})
+                status.update({"reason": reason, "message": "Pod was active on the node longer than the "
+                                                            "specified deadline"})
             self.kube.patch(path + "/status", {"status": status}, MERGE_PATCH)
 
 

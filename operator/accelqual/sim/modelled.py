@@ -1,0 +1,226 @@
+"""Modelled probe containers: reports derived from the card profile, realistic noise and the node's faults.
+
+For fleet-scale simulations (thousands of nodes cannot each run torch on two cores)
+and for end-to-end scenarios that need a particular output: a hostile one (garbage,
+oversized, forged, claiming another node), a crash or a hang. The report goes through
+the same schema, thresholds and markers as the real probe's, so the operator cannot
+tell the difference except by content.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from accelqual_probes.catalog import BY_ID, Basis, Suite, select
+from accelqual_probes.profiles import BUILTIN, CardProfileSpec
+from accelqual_probes.schema import (
+    REPORT_MARKER,
+    VERDICT_MARKER,
+    CheckResult,
+    CompactVerdict,
+    Inventory,
+    Measurement,
+    ProbeReport,
+    Verdict,
+    overall_verdict,
+)
+from accelqual_probes.thresholds import evaluate, warn_floor
+
+from accelqual.sim.kubelet import RunningProbe, SimNode
+
+#: Measured/nominal of a healthy card per basis (public A100/H100 runs; DESIGN.md section 6).
+HEALTHY_FRACTION = {Basis.PEAK: 0.8, Basis.MEMBW: 0.85, Basis.MEMORY: 0.98, Basis.HOSTLINK: 0.85,
+                    Basis.INTERCONNECT: 0.78, Basis.REFERENCE: 0.97}
+#: Typical values of checks that have no nominal basis.
+TYPICAL = {"tokens_per_s": 50000.0, "p99_ms": 4.0, "samples_per_s": 2000.0, "agreement": 0.999,
+           "launch_us": 6.0, "temperature_c": 62.0, "efficiency": 0.9, "samples_per_joule": 5.0}
+
+#: Scripted behaviours a node can be given (SimNode.env["ACCELQUAL_SIM_BEHAVIOUR"]).
+BEHAVIOURS = ("pass", "garbage", "huge", "forged", "other-node", "crash", "hang", "silent")
+
+
+def _args(pod: Mapping[str, Any]) -> dict[str, str]:
+    args = list(pod["spec"]["containers"][0].get("args") or [])
+    parsed: dict[str, str] = {}
+    for i, arg in enumerate(args):
+        if arg.startswith("--") and i + 1 < len(args) and not args[i + 1].startswith("--"):
+            parsed[arg[2:]] = args[i + 1]
+    return parsed
+
+
+def _fault_factor(faults: list[str], name: str) -> float | None:
+    for fault in faults:
+        key, _, value = fault.partition("=")
+        if key == name:
+            return float(value) if value else 0.0
+    return None
+
+
+def modelled_report(node: SimNode, profile_name: str, profile: CardProfileSpec, suite: Suite,
+                    checks: list[str], rng: random.Random, *, noise: float = 0.02,
+                    started: datetime | None = None) -> ProbeReport:
+    """A report as a healthy card of `profile` would produce it, perturbed by the node's faults."""
+    started = started or datetime.now(UTC)
+    slow_compute = _fault_factor(node.faults, "slow-compute")
+    slow_memory = _fault_factor(node.faults, "slow-memory")
+    shortfall = _fault_factor(node.faults, "memory-shortfall")
+    bad_dtype = next((f.split("=", 1)[1] for f in node.faults if f.startswith("bad-dtype=")), None)
+    results: list[CheckResult] = []
+    for check_id in checks:
+        spec = BY_ID.get(check_id)
+        if spec is None:
+            continue
+        if spec.accelerator_only and profile.device_type == "cpu":
+            results.append(CheckResult(id=check_id, category=spec.category, verdict=Verdict.SKIP,
+                                       reason="needs an accelerator; the device is a CPU"))
+            continue
+        basis, basis_name = profile.basis(spec)
+        if profile.relative_to_reference and spec.basis in (Basis.PEAK, Basis.MEMBW):
+            basis, basis_name = 100.0, "reference"
+        fraction = HEALTHY_FRACTION.get(spec.basis if basis is not None else Basis.REFERENCE, 0.97)
+        value = (basis * fraction) if basis is not None else TYPICAL.get(spec.metric, 1.0)
+        if spec.fleet_compare or spec.basis is not Basis.NONE:  # measurements vary; correctness metrics do not
+            value *= 1.0 + rng.gauss(0.0, noise)
+        if spec.basis is Basis.PEAK and slow_compute is not None:
+            value *= slow_compute
+        if spec.basis is Basis.MEMBW and slow_memory is not None:
+            value *= slow_memory
+        if spec.basis is Basis.MEMORY and shortfall is not None:
+            value = (basis or 1.0) * shortfall
+        if spec.metric in ("mismatches", "bad_words", "leaked_bytes", "errors", "ops_failed", "models_failed",
+                           "pairs_failed", "uncorrectable"):
+            value = 0.0
+            if "residual-memory" in node.faults and check_id == "sec.residual":
+                value = 4096.0
+            if any(f.startswith("corrupt=") for f in node.faults) and check_id == "rel.stress":
+                value = 17.0
+        if check_id == "gen.inventory":
+            value = 0.0 if "missing-device" in node.faults else 1.0
+        if check_id == "func.dtypes":
+            value = 0.5 if bad_dtype or any(f.startswith("corrupt=") for f in node.faults) else 1e-6
+        results.append(_evaluated(check_id, profile, basis, basis_name, value))
+    verdict, reason = overall_verdict(results)
+    finished = started + timedelta(seconds=30 + rng.random() * 5)
+    return ProbeReport(
+        node=node.name, profile=profile_name, suite=suite.value, verdict=verdict, reason=reason,
+        started_at=started, finished_at=finished, duration_seconds=(finished - started).total_seconds(),
+        inventory=Inventory(hostname=node.name, device_type=profile.device_type, vendor=profile.vendor,
+                            model=profile.display_name, count=1, driver_version=node.env.get("SIM_DRIVER", "sim-1.0"),
+                            probe_version="modelled"),
+        checks=results, injected_faults=list(node.faults),
+    )
+
+
+def _evaluated(check_id: str, profile: CardProfileSpec, basis: float | None, basis_name: str,
+               value: float) -> CheckResult:
+    spec = BY_ID[check_id]
+    measurements = [Measurement(metric=spec.metric, value=value, unit=spec.unit, device=0)] if spec.metric else []
+    if check_id == "gen.inventory":
+        verdict, reason = (Verdict.PASS, "1 device as expected") if value >= 1 else (
+            Verdict.FAIL, "found 0 devices, expected 1")
+        return CheckResult(id=check_id, category=spec.category, verdict=verdict, reason=reason,
+                           measurements=measurements, duration_seconds=0.1)
+    if check_id == "func.dtypes":
+        verdict, reason = (Verdict.PASS, "all dtypes within tolerance") if value < 1e-3 else (
+            Verdict.FAIL, f"max relative error {value:g} over tolerance")
+        return CheckResult(id=check_id, category=spec.category, verdict=verdict, reason=reason,
+                           measurements=measurements, duration_seconds=0.5)
+    rule = profile.rule(check_id)
+    has_rule = any(v is not None for v in (rule.min, rule.max)) or (
+        basis is not None and (rule.min_fraction is not None or rule.max_fraction is not None))
+    if not spec.metric or not has_rule:
+        return CheckResult(id=check_id, category=spec.category, verdict=Verdict.PASS, reason="ok",
+                           measurements=measurements, duration_seconds=0.5)
+    threshold = profile.threshold(check_id, basis, basis_name) if basis is not None else profile.threshold(check_id)
+    verdict, reason = evaluate([(value, 0)], threshold, warn_floor(rule, basis))
+    return CheckResult(id=check_id, category=spec.category, verdict=verdict, reason=reason,
+                       measurements=measurements, thresholds=[threshold], duration_seconds=1.0)
+
+
+class _Modelled:
+    """A 'container' that finishes after `duration` seconds with a prepared output."""
+
+    def __init__(self, output: str, termination: str, code: int | None, duration: float,
+                 clock: Callable[[], float]) -> None:
+        self._output = output
+        self._termination = termination
+        self._code = code
+        self._clock = clock
+        self._done_at = clock() + duration
+        self._killed = threading.Event()
+
+    def poll(self) -> int | None:
+        if self._killed.is_set():
+            return 137
+        if self._code is None or self._clock() < self._done_at:
+            return None
+        return self._code
+
+    def kill(self) -> None:
+        self._killed.set()
+
+    def output(self) -> str:
+        return self._output
+
+    def termination_message(self) -> str:
+        return self._termination
+
+
+class ModelledProbeRunner:
+    """Produces modelled outputs; a node's `ACCELQUAL_SIM_BEHAVIOUR` env selects a scripted one."""
+
+    def __init__(self, *, duration: float = 0.5, seed: int = 0, noise: float = 0.02,
+                 clock: Callable[[], float] = time.monotonic,
+                 profiles: Mapping[str, CardProfileSpec] | None = None) -> None:
+        self.duration = duration
+        self.noise = noise
+        self.clock = clock
+        self.profiles = dict(profiles or BUILTIN)
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def start(self, pod: Mapping[str, Any], node: SimNode) -> RunningProbe:
+        args = _args(pod)
+        behaviour = node.env.get("ACCELQUAL_SIM_BEHAVIOUR", "pass")
+        suite = Suite(args.get("suite", "quick"))
+        checks = select(suite, args["checks"].split(",") if "checks" in args else None,
+                        args["skip-checks"].split(",") if "skip-checks" in args else None)
+        profile_name = args.get("profile", "auto")
+        if profile_name == "auto":
+            profile_name = "cpu-reference"
+        for item in pod["spec"]["containers"][0].get("env") or []:
+            if item.get("name") == "ACCELQUAL_PROFILE_JSON":
+                doc = json.loads(item["value"])
+                self.profiles[doc["name"]] = CardProfileSpec.model_validate(doc["spec"])
+        profile = self.profiles.get(profile_name, BUILTIN["cpu-reference"])
+        with self._lock:
+            seed = self._rng.random()
+        report = modelled_report(node, profile_name, profile, suite, checks, random.Random(seed), noise=self.noise)
+        code = {"pass": 0, "fail": 1, "inconclusive": 2}[report.verdict.value]
+        output = f"accelqual probe: {len(checks)} checks on {node.name}\n{REPORT_MARKER}{report.to_json()}\n"
+        termination = VERDICT_MARKER + CompactVerdict.of(report).model_dump_json(by_alias=True)
+        if behaviour == "garbage":
+            output, termination, code = "\x00\xff not a report {{{\n" * 20, "garbage", 0
+        elif behaviour == "huge":
+            output = REPORT_MARKER + "{" + "x" * (10 * 1024 * 1024) + "\n"
+            termination, code = "", 0
+        elif behaviour == "forged":
+            claim = {"schemaVersion": "accelqual.io/v1", "verdict": "pass", "node": node.name}
+            output = f"{REPORT_MARKER}{json.dumps(claim)}\n"
+            termination, code = VERDICT_MARKER + '{"verdict": "pass"}', 0
+        elif behaviour == "other-node":
+            forged = report.model_copy(update={"node": "some-other-node"})
+            output = f"{REPORT_MARKER}{forged.to_json()}\n"
+        elif behaviour == "crash":
+            output, termination, code = "Traceback (most recent call last):\nRuntimeError: CUDA error\n", "", 1
+        elif behaviour == "silent":
+            output, termination, code = "", "", 0
+        elif behaviour == "hang":
+            return _Modelled("started\n", "", None, self.duration, self.clock)
+        return _Modelled(output, termination, code, self.duration, self.clock)
