@@ -196,3 +196,11 @@ async def test_python_api_reads_and_writes_the_same_store(api: Api, emulator: Cl
     assert emulator.get("nodes", None, "ghost") is None
     from_python["metadata"]["labels"]["mutated"] = "locally"  # a copy: the store is unaffected
     assert "mutated" not in (await api.get(f"{NODES}/n1")).body["metadata"]["labels"]
+
+
+async def test_server_dry_run_is_refused_rather_than_applied(api: Api) -> None:
+    reply = await api.request("POST", NODES, node("n1"), params={"dryRun": "All"})
+
+    assert reply.status == 400
+    assert "dryRun" in reply.body["message"]
+    assert (await api.get(f"{NODES}/n1")).status == 404

@@ -19,10 +19,13 @@ from typing import Any
 
 import aiohttp.web
 
-from accelqual.sim.emu_errors import ApiError
+from accelqual.sim.emu_errors import ApiError, bad_request
+from accelqual.sim.emu_http import int_param
 from accelqual.sim.emu_patch import JsonObj
 from accelqual.sim.emu_resources import ResourceSpec
+from accelqual.sim.emu_selectors import FieldSelector, LabelSelector
 from accelqual.sim.emu_store import ObjectStore, WatchEvent
+from accelqual.sim.emu_tables import render_table, wants_table
 
 #: How often an idle stream wakes up to notice a client that went away.
 IDLE_CHECK_S = 1.0
@@ -47,6 +50,38 @@ class WatchRequest:
         if self.render is not None:
             return _line(event_type, self.render(event.obj))
         return b'{"type":"' + event_type.encode() + b'","object":' + event.encoded_object() + b"}\n"
+
+
+def parse_watch(spec: ResourceSpec, query: dict[str, str], namespace: str | None, name: str | None, *,
+                accept: str | None, bookmark_interval: float, cut_after: int | None) -> WatchRequest:
+    """The `WatchRequest` for a `?watch=true` query on a collection (or, legacy, one named object)."""
+    labels = LabelSelector.parse(query.get("labelSelector"))
+    fields = FieldSelector.parse(query.get("fieldSelector"), spec.field_labels)
+
+    def matches(obj: JsonObj) -> bool:
+        meta = obj["metadata"]
+        return ((namespace is None or meta.get("namespace") == namespace)
+                and (name is None or meta["name"] == name)
+                and labels.matches(meta.get("labels")) and fields.matches(obj))
+
+    render = None
+    if wants_table(accept):
+        include = query.get("includeObject", "Metadata")
+
+        def render(obj: JsonObj) -> JsonObj:  # `kubectl get -w`: every event is a one-row Table
+            return render_table(spec, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}, include)
+
+    rv = query.get("resourceVersion") or None
+    try:
+        since = None if rv in (None, "0") else int(str(rv))
+    except ValueError:
+        raise bad_request(f"invalid resourceVersion {rv!r}") from None
+    timeout = int_param(query, "timeoutSeconds")
+    bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+    return WatchRequest(spec=spec, matches=matches, since=since, bookmarks=bookmarks,
+                        bookmark_interval=bookmark_interval, timeout_s=float(timeout) if timeout is not None else None,
+                        send_initial_events_end=query.get("sendInitialEvents") == "true" and bookmarks,
+                        cut_after=cut_after, render=render)
 
 
 def project(event: WatchEvent, matches: Callable[[JsonObj], bool]) -> str | None:

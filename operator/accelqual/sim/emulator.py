@@ -15,7 +15,7 @@ thread, calls are marshalled onto the emulator's event loop.
 
 Emulator-only endpoint: `PUT /api/v1/namespaces/{ns}/pods/{name}/log` with a `text/plain`
 body sets the pod's log (a real API server has no such call; the simulated kubelet uses it).
-`kubectl`-style DSL reactions (`emulator['get /x'] << ...`) still work for the paths the
+kmock's DSL reactions (`emulator['get /x'] << ...`) still work for the paths the
 emulator does not serve itself (use `faults` to make resource requests fail).
 """
 
@@ -49,7 +49,7 @@ from accelqual.sim.emu_resources import (
 from accelqual.sim.emu_selectors import FieldSelector, LabelSelector
 from accelqual.sim.emu_store import ObjectStore
 from accelqual.sim.emu_tables import render_table, wants_table
-from accelqual.sim.emu_watch import WatchRequest, serve_watch
+from accelqual.sim.emu_watch import parse_watch, serve_watch
 
 __all__ = ["ApiError", "ClusterEmulator", "FaultRule", "ResourceSpec"]
 
@@ -117,7 +117,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
     def spec(self, resource: str) -> ResourceSpec:
         """The resource named by plural, `plural.group`, `group/version/plural`, `v1/plural` or short name."""
-        found = self._aliases.get(resource) or self._aliases.get(resource.lstrip("/"))
+        found = self._aliases.get(resource)
         if found is None:
             raise KeyError(f"the emulator serves no resource {resource!r}")
         return found
@@ -243,11 +243,14 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         spec = self._resolve(request)
         cut_after = await self._apply_faults(request, verb)
         sub, query = request.subresource, dict(request.params)
+        if query.get("dryRun") and verb in ("create", "update", "patch", "delete"):
+            # Refused loudly: performing the write would be worse than a clear error.
+            raise ApiError(400, "dryRun is not supported by the accelqual emulator; the request was not applied")
         if verb == "watch":
             return await self._watch(request, spec, query, cut_after)
         if verb == "list":
             return self._list(request, spec, query)
-        namespace, name = request.namespace, request.name or ""  # every other verb has a name (see verb_of)
+        namespace, name = request.namespace, request.name or ""  # named for every verb below but create
         if verb == "get" and sub == "log":
             text = self._store.get_log(namespace or "", name)
             return aiohttp.web.Response(body=http.slice_log(text, http.int_param(query, "tailLines"),
@@ -385,35 +388,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
     async def _watch(self, request: Request, spec: ResourceSpec, query: dict[str, str],
                      cut_after: int | None) -> aiohttp.web.StreamResponse:
-        assert request._raw_request is not None
-        labels = LabelSelector.parse(query.get("labelSelector"))
-        fields = FieldSelector.parse(query.get("fieldSelector"), spec.field_labels)
-        namespace, name = request.namespace, request.name
-
-        def matches(obj: JsonObj) -> bool:
-            meta = obj["metadata"]
-            return ((namespace is None or meta.get("namespace") == namespace)
-                    and (name is None or meta["name"] == name)
-                    and labels.matches(meta.get("labels")) and fields.matches(obj))
-
-        render = None
-        if wants_table(request.headers.get("Accept")):
-            include = query.get("includeObject", "Metadata")
-
-            def render(obj: JsonObj) -> JsonObj:  # `kubectl get -w`: every event is a one-row Table
-                return render_table(spec, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}, include)
-        rv = query.get("resourceVersion") or None
-        try:
-            since = None if rv in (None, "0") else int(str(rv))
-        except ValueError:
-            raise bad_request(f"invalid resourceVersion {rv!r}") from None
-        timeout = http.int_param(query, "timeoutSeconds")
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
-        watch = WatchRequest(spec=spec, matches=matches, since=since, bookmarks=bookmarks,
-                             bookmark_interval=self.bookmark_interval,
-                             timeout_s=float(timeout) if timeout is not None else None,
-                             send_initial_events_end=query.get("sendInitialEvents") == "true" and bookmarks,
-                             cut_after=cut_after, render=render)
+        assert request._raw_request is not None  # always set for requests that came over HTTP
+        watch = parse_watch(spec, query, request.namespace, request.name, accept=request.headers.get("Accept"),
+                            bookmark_interval=self.bookmark_interval, cut_after=cut_after)
         return await serve_watch(request._raw_request, self._store, watch, self._closing)
 
     # --- the thread-safe Python API ------------------------------------------------------------
