@@ -204,3 +204,14 @@ async def test_server_dry_run_is_refused_rather_than_applied(api: Api) -> None:
     assert reply.status == 400
     assert "dryRun" in reply.body["message"]
     assert (await api.get(f"{NODES}/n1")).status == 404
+
+
+async def test_size_limits_of_a_real_server(api: Api) -> None:
+    too_big_body = await api.post(pods(), {"metadata": {"name": "p1"}, "data": "x" * (3 * 1024 * 1024 + 1)})
+    too_big_object = await api.post("/api/v1/namespaces/default/configmaps",
+                                    {"metadata": {"name": "cm"}, "data": {"blob": "x" * (2 * 1024 * 1024)}})
+
+    assert too_big_body.status == 413
+    assert too_big_object.status == 500
+    assert "request is too large" in too_big_object.body["message"]
+    assert (await api.get("/api/v1/namespaces/default/configmaps/cm")).status == 404

@@ -77,3 +77,14 @@ async def test_a_recreated_pod_starts_with_an_empty_log(api: Api, emulator: Clus
     await api.post(pods(), pod("p1"))
 
     assert (await api.request("GET", LOG)).text == ""
+
+
+async def test_a_log_larger_than_an_api_request_is_still_stored(api: Api) -> None:
+    await api.post(pods(), pod("p1"))
+    huge = "x" * (10 * 1024 * 1024) + "\nlast line\n"
+
+    stored = await api.request("PUT", LOG, content_type="text/plain", raw=huge.encode())
+    tail = await api.request("GET", LOG, params={"tailLines": "1"})
+
+    assert stored.status == 200
+    assert tail.text == "last line\n"

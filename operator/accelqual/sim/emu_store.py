@@ -48,6 +48,8 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 ObjectKey = tuple[str, str]  # (namespace or '', name)
+#: The largest stored object: etcd's default request limit (--max-request-bytes, 1.5 MiB).
+MAX_OBJECT_BYTES = 1_572_864
 
 
 def now_rfc3339() -> str:
@@ -406,8 +408,16 @@ class ObjectStore:
         return new
 
     def _commit(self, spec: ResourceSpec, key: ObjectKey, event_type: str, obj: JsonObj, old: JsonObj | None) -> None:
+        obj["metadata"]["resourceVersion"] = str(self._rv + 1)
+        encoded = None
+        if event_type != "DELETED":
+            encoded = encode(obj)
+            if len(encoded) > MAX_OBJECT_BYTES:
+                # etcd's request limit: an operator whose status grows with the pool fails here as it
+                # would on a real cluster, instead of passing every test.
+                raise ApiError(500, f"etcdserver: request is too large ({spec.kind} {key[1]!r} is "
+                                    f"{len(encoded)} bytes, the limit is {MAX_OBJECT_BYTES})")
         self._rv += 1
-        obj["metadata"]["resourceVersion"] = str(self._rv)
         objects, order = self._objects[spec.key], self._order[spec.key]
         if event_type == "DELETED":
             objects.pop(key, None)
@@ -418,12 +428,14 @@ class ObjectStore:
             if key not in objects:
                 insort(order, key)
             objects[key] = obj
+            if encoded is not None:
+                self._encoded[spec.key][key] = (obj, encoded)
             self._by_uid[obj["metadata"]["uid"]] = (spec.key, key)
         self._index_owners(spec, key, old, None if event_type == "DELETED" else obj)
         history = self._history[spec.key]
         if len(history) == history.maxlen:
             self._compacted[spec.key] = history[0].rv
-        event = WatchEvent(self._rv, event_type, obj, old)
+        event = WatchEvent(self._rv, event_type, obj, old, encoded)
         history.append(event)
         for watcher in list(self._watchers[spec.key]):
             watcher.offer(event)

@@ -55,6 +55,10 @@ __all__ = ["ApiError", "ClusterEmulator", "FaultRule", "ResourceSpec"]
 
 log = logging.getLogger("accelqual.sim.emulator")
 T = TypeVar("T")
+#: kube-apiserver's limit on a request body.
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+#: The emulator-only log PUT carries a probe's whole output (a real kubelet keeps logs of any size).
+MAX_LOG_BYTES = 64 * 1024 * 1024
 _ACTIONS = {"watch": kmock.action.WATCH, "list": kmock.action.LIST, "get": kmock.action.FETCH,
             "create": kmock.action.CREATE, "patch": kmock.action.UPDATE, "delete": kmock.action.DELETE}
 
@@ -168,6 +172,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             response = await super().__call__(raw_request)  # discovery, /version, DSL reactions
             self._trim_request_log()
             return response
+        # The real API server's body limit (3 MiB); more for the emulator-only log PUT (probe output).
+        limit = MAX_LOG_BYTES if route.subresource == "log" else MAX_REQUEST_BYTES
+        if (raw_request.content_length or 0) > limit:
+            return http.error_response(ApiError(413, f"Request entity too large: limit is {limit}",
+                                                reason="RequestEntityTooLarge"))
+        raw_request = raw_request.clone(client_max_size=limit)  # aiohttp's own default is 1 MiB
         body = await raw_request.read()
         query = dict(raw_request.query)
         verb = http.verb_of(raw_request.method, route, query)
