@@ -117,7 +117,8 @@ class SimulatedCluster:
                          "AWS_SECRET_ACCESS_KEY": base64.b64encode(SECRET_KEY.encode()).decode()},
             })
         self.kubelet = SimulatedKubelet(self.api, self.sim_nodes, self._runner, max_parallel=self._kubelet_parallel,
-                                        interval=self._kubelet_interval).start()
+                                        interval=self._kubelet_interval,
+                                        log_sink=self.server.emulator.set_pod_log).start()
         return self
 
     def __exit__(self, *exc: object) -> None:

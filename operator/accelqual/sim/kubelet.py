@@ -216,13 +216,17 @@ class SimulatedKubelet:
 
     def __init__(self, kube: KubeClient, nodes: Mapping[str, SimNode], runner: ProbeRunner, *,
                  max_parallel: int = 2, interval: float = 0.2,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 log_sink: Callable[[str, str, str], None] | None = None) -> None:
         self.kube = kube
         self.nodes = dict(nodes)
         self.runner = runner
         self.max_parallel = max_parallel
         self.interval = interval
         self.clock = clock
+        # Where container output goes: the emulator's log store in-process (a real kubelet keeps logs
+        # on the node and the API server proxies them), else the emulator-only PUT .../log endpoint.
+        self.log_sink = log_sink
         self._running: dict[str, tuple[RunningProbe, float, Mapping[str, Any]]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -332,7 +336,10 @@ class SimulatedKubelet:
             path = pod_path(meta["namespace"], meta["name"])
             output = probe.output()
             try:
-                self.kube.request("PUT", path + "/log", body=output, content_type="text/plain")
+                if self.log_sink is not None:
+                    self.log_sink(meta["namespace"], meta["name"], output)
+                else:
+                    self.kube.request("PUT", path + "/log", body=output, content_type="text/plain")
             except KubeError as exc:
                 log.warning("storing the log of %s failed: %s", meta["name"], exc)
             terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
