@@ -191,3 +191,18 @@ async def test_streams_end_when_the_server_stops(session: aiohttp.ClientSession)
 
     assert time.monotonic() - started < 1.0
     assert await stream.rest() == []
+
+
+async def test_a_client_that_goes_away_releases_its_watch(api: Api, emulator: ClusterEmulator) -> None:
+    stream = await api.watch(NODES)
+    await api.post(NODES, node("n1"))
+    await stream.take(1)
+    assert emulator.open_watches() == 1
+
+    stream.close()
+    for _ in range(50):  # the server notices the closed connection asynchronously
+        if emulator.open_watches() == 0:
+            break
+        await asyncio.sleep(0.05)
+
+    assert emulator.open_watches() == 0

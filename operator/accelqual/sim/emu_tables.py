@@ -71,7 +71,7 @@ def human_age(timestamp: str | None, now: datetime | None = None) -> str:
         return "<invalid>"
     seconds = max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= 2 * size or (unit == "m" and seconds >= 120):
+        if seconds >= 2 * size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 
