@@ -82,12 +82,24 @@ class RichConsole:
     def finished(self, report: ProbeReport) -> None:
         self.progress.stop()
         table = Table(title=f"{report.profile} / {report.suite}", show_lines=False)
-        for column in ("check", "category", "verdict", "time", "value", "reason"):
-            table.add_column(column, overflow="fold", no_wrap=column in ("check", "verdict"))
+        id_width = max((len(r.id) for r in report.checks), default=10)
+        # One line per check, cells cut to the terminal width (the JSON report has it all);
+        # the value column only where there is room for it.
+        value_width = 28 if self.console.width >= 110 else 0
+        reason_width = max(12, self.console.width - id_width - 7 - 6 - value_width - (16 if value_width else 13))
+        table.add_column("check", no_wrap=True, min_width=id_width)
+        table.add_column("verdict", no_wrap=True, min_width=7)
+        table.add_column("time", no_wrap=True, justify="right", min_width=6)
+        if value_width:
+            table.add_column("value", overflow="ellipsis", no_wrap=True, max_width=value_width)
+        table.add_column("reason", overflow="ellipsis", no_wrap=True, max_width=reason_width)
         for result in report.checks:
             style = _STYLES.get(result.verdict, "")
-            table.add_row(result.id, result.category.value, f"[{style}]{result.verdict.value}[/]",
-                          f"{result.duration_seconds:.2f}s", headline(result), result.reason[:200])
+            # The first finding is the deciding one.
+            cells = [result.id, f"[{style}]{result.verdict.value}[/]", f"{result.duration_seconds:.2f}s"]
+            if value_width:
+                cells.append(headline(result))
+            table.add_row(*cells, result.reason.split("; ")[0][:160])
         self.console.print(table)
         style = _OVERALL_STYLES.get(report.verdict.value, "bold")
         faults = f" (injected: {', '.join(report.injected_faults)})" if report.injected_faults else ""

@@ -36,7 +36,7 @@ class ServingParams(CheckParams):
     def for_run(cls, sizing: Sizing) -> ServingParams:
         if sizing.accelerator:
             return cls(requests=100 if sizing.quick else 300)
-        return cls(dtype="fp32", d_model=64, layers=2, seq=32, requests=40 if sizing.quick else 100,
+        return cls(dtype="fp32", d_model=128, layers=2, seq=32, requests=40 if sizing.quick else 100,
                    batches=(1, 4, 16) if sizing.quick else (1, 4, 16, 64), rounds=3)
 
     def config(self) -> zoo.LMConfig:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import secrets
+import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -75,6 +76,10 @@ class ResidualParams(CheckParams):
 
 
 def _run_child(method: str, target: object, args: tuple[object, ...], timeout_s: float) -> tuple[str, int | str]:
+    # A forked child flushes the stdio buffers it inherited when it exits: empty them first,
+    # or buffered output (pod mode's report line is written last) could appear twice.
+    sys.stdout.flush()
+    sys.stderr.flush()
     context = multiprocessing.get_context(method)
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=target, args=(*args, sender), daemon=True)  # type: ignore[attr-defined]

@@ -43,9 +43,13 @@ from accelqual_probes.faults import FaultPlan
 
 _aten = torch.ops.aten
 #: The compute-heavy ops (forward and backward of GEMM and convolution) that compute faults target.
+#: Under autograd a mode sees the decomposed ops (mm, addmm, convolution); under
+#: inference_mode it sees the composite ones (linear, matmul, conv2d) before they decompose.
 COMPUTE_OPS = frozenset({
     _aten.mm, _aten.addmm, _aten.bmm, _aten.baddbmm, _aten.addmv, _aten.mv, _aten.dot,
-    _aten.convolution, _aten.convolution_backward, _aten._scaled_mm, _aten._int_mm,
+    _aten.linear, _aten.matmul, _aten.einsum,
+    _aten.convolution, _aten._convolution, _aten.conv1d, _aten.conv2d, _aten.conv3d, _aten.convolution_backward,
+    _aten._scaled_mm, _aten._int_mm,
 })
 _FLOAT8 = (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz)
 _DTYPE_NAMES = {torch.float64: "fp64", torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
