@@ -206,3 +206,12 @@ async def test_a_client_that_goes_away_releases_its_watch(api: Api, emulator: Cl
         await asyncio.sleep(0.05)
 
     assert emulator.open_watches() == 0
+
+
+async def test_a_resource_version_from_the_future_is_410_so_the_client_relists(api: Api) -> None:
+    stream = await api.watch(NODES, resourceVersion="999999")
+
+    events = await stream.rest()
+
+    assert [e["type"] for e in events] == ["ERROR"]
+    assert events[0]["object"]["code"] == 410

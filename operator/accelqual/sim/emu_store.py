@@ -319,7 +319,7 @@ class ObjectStore:
 
         `since=None` (no resourceVersion, or "0") starts with a synthetic ADDED per current
         object; otherwise with the retained events after `since`, or 410 Gone if some of them
-        were compacted away.
+        were compacted away (or `since` is newer than anything this store issued).
         """
         if since is None:
             initial = [WatchEvent(int(obj["metadata"]["resourceVersion"]), "ADDED", obj, None,
@@ -328,6 +328,10 @@ class ObjectStore:
             compacted = self._compacted[spec.key]
             if since < compacted:
                 raise errors.gone(f"too old resource version: {since} ({compacted})")
+            if since > self._rv:
+                # A version this store never issued (a client of an earlier emulator instance). A real
+                # server waits and answers 504; 410 makes the client relist, which is what it needs.
+                raise errors.gone(f"too large resource version: {since}, current: {self._rv}")
             initial = list(self._events_after(spec, since))
         watcher = Watcher(self.watch_queue_limit)
         self._watchers[spec.key].add(watcher)

@@ -65,7 +65,12 @@ _ACTIONS = {"watch": kmock.action.WATCH, "list": kmock.action.LIST, "get": kmock
 
 @attrs.define(kw_only=True)
 class ClusterEmulator(kmock.KubernetesEmulator):
-    """The emulated API server; serve it with `EmulatorServer` (or any kmock/aiohttp server)."""
+    """The emulated API server; serve it with `EmulatorServer` (or any kmock/aiohttp server).
+
+    Objects live in its own store (`get`/`list`/... below), not in kmock's `objects` view,
+    which stays empty. Served in a loop of your own (`kmock.Server`), call `close_watches()`
+    before shutting the server down, or aiohttp waits for the open watch streams.
+    """
 
     #: Watch events kept per resource for resumption; older resourceVersions get 410 Gone.
     history_limit: int = 10_000
