@@ -152,8 +152,8 @@ class ObjectStore:
         self._objects: dict[str, dict[ObjectKey, JsonObj]] = {}
         # Keys in (namespace, name) order, so that a page or a namespace is found by bisection.
         self._order: dict[str, list[ObjectKey]] = {}
-        # Serialized snapshots (a snapshot never changes), so that a LIST joins bytes.
-        self._encoded: dict[str, dict[ObjectKey, tuple[JsonObj, bytes]]] = {}
+        # The stored objects serialized (a snapshot never changes), so that a LIST joins bytes.
+        self._encoded: dict[str, dict[ObjectKey, bytes]] = {}
         self._history: dict[str, deque[WatchEvent]] = {}
         self._compacted: dict[str, int] = {}
         self._watchers: dict[str, set[Watcher]] = {}
@@ -199,18 +199,9 @@ class ObjectStore:
                 return
             yield key, objects[key]
 
-    def encoded(self, spec: ResourceSpec, key: ObjectKey, obj: JsonObj) -> bytes:
-        """The JSON of a stored snapshot, serialized once per version."""
-        cache = self._encoded[spec.key]
-        hit = cache.get(key)
-        if hit is not None and hit[0] is obj:
-            return hit[1]
-        data = encode(obj)
-        cache[key] = (obj, data)
-        return data
-
-    def count(self, spec: ResourceSpec) -> int:
-        return len(self._objects[spec.key])
+    def encoded(self, spec: ResourceSpec, key: ObjectKey) -> bytes:
+        """The JSON of a stored object, serialized once when it was written."""
+        return self._encoded[spec.key][key]
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -323,7 +314,7 @@ class ObjectStore:
         """
         if since is None:
             initial = [WatchEvent(int(obj["metadata"]["resourceVersion"]), "ADDED", obj, None,
-                                  self.encoded(spec, key, obj)) for key, obj in self.items(spec)]
+                                  self.encoded(spec, key)) for key, obj in self.items(spec)]
         else:
             compacted = self._compacted[spec.key]
             if since < compacted:
@@ -332,7 +323,7 @@ class ObjectStore:
                 # A version this store never issued (a client of an earlier emulator instance). A real
                 # server waits and answers 504; 410 makes the client relist, which is what it needs.
                 raise errors.gone(f"too large resource version: {since}, current: {self._rv}")
-            initial = list(self._events_after(spec, since))
+            initial = self._events_after(spec, since)
         watcher = Watcher(self.watch_queue_limit)
         self._watchers[spec.key].add(watcher)
         return initial, watcher
@@ -412,30 +403,29 @@ class ObjectStore:
         return new
 
     def _commit(self, spec: ResourceSpec, key: ObjectKey, event_type: str, obj: JsonObj, old: JsonObj | None) -> None:
+        """Store (or remove) `obj` at the next resourceVersion and publish the event."""
         obj["metadata"]["resourceVersion"] = str(self._rv + 1)
+        objects, order, encodings = self._objects[spec.key], self._order[spec.key], self._encoded[spec.key]
         encoded = None
-        if event_type != "DELETED":
+        if event_type == "DELETED":
+            objects.pop(key, None)
+            encodings.pop(key, None)
+            del order[bisect_left(order, key)]
+            self._by_uid.pop(obj["metadata"]["uid"], None)
+            self._index_owners(spec, key, old, None)
+        else:
             encoded = encode(obj)
             if len(encoded) > MAX_OBJECT_BYTES:
                 # etcd's request limit: an operator whose status grows with the pool fails here as it
                 # would on a real cluster, instead of passing every test.
                 raise ApiError(500, f"etcdserver: request is too large ({spec.kind} {key[1]!r} is "
                                     f"{len(encoded)} bytes, the limit is {MAX_OBJECT_BYTES})")
-        self._rv += 1
-        objects, order = self._objects[spec.key], self._order[spec.key]
-        if event_type == "DELETED":
-            objects.pop(key, None)
-            self._encoded[spec.key].pop(key, None)
-            del order[bisect_left(order, key)]
-            self._by_uid.pop(obj["metadata"]["uid"], None)
-        else:
             if key not in objects:
                 insort(order, key)
-            objects[key] = obj
-            if encoded is not None:
-                self._encoded[spec.key][key] = (obj, encoded)
+            objects[key], encodings[key] = obj, encoded
             self._by_uid[obj["metadata"]["uid"]] = (spec.key, key)
-        self._index_owners(spec, key, old, None if event_type == "DELETED" else obj)
+            self._index_owners(spec, key, old, obj)
+        self._rv += 1
         history = self._history[spec.key]
         if len(history) == history.maxlen:
             self._compacted[spec.key] = history[0].rv

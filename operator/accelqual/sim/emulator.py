@@ -398,7 +398,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                                                    query.get("includeObject", "Metadata")))
         head = json.dumps({"apiVersion": spec.api_version, "kind": f"{spec.kind}List", "metadata": meta},
                           separators=(",", ":")).encode()
-        items = b",".join(self._store.encoded(spec, key, obj) for key, obj in found)
+        items = b",".join(self._store.encoded(spec, key) for key, _ in found)
         return aiohttp.web.Response(body=head[:-1] + b',"items":[' + items + b"]}", content_type="application/json")
 
     async def _watch(self, request: Request, spec: ResourceSpec, query: dict[str, str],
