@@ -105,6 +105,22 @@ async def test_bookmarks_carry_the_current_resource_version(
     assert events[1]["object"]["metadata"]["resourceVersion"] == str(server.emulator.resource_version)
 
 
+async def test_bookmarks_keep_coming_while_only_filtered_out_events_happen(
+        make_server: Callable[..., EmulatorServer], session: aiohttp.ClientSession) -> None:
+    server = make_server(bookmark_interval=0.1)
+    api = Api(session, server.url)
+    stream = await api.watch(NODES, resourceVersion="1", allowWatchBookmarks="true", labelSelector="pool=a")
+
+    for i in range(15):  # busy, but never with a node this watch selects
+        await api.post(NODES, node(f"other-{i}", {"pool": "b"}))
+        await asyncio.sleep(0.02)
+    first = await stream.next()
+    stream.close()
+
+    assert first is not None
+    assert first["type"] == "BOOKMARK"
+
+
 async def test_no_bookmarks_unless_allowed(make_server: Callable[..., EmulatorServer],
                                            session: aiohttp.ClientSession) -> None:
     server = make_server(bookmark_interval=0.05)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from accelqual.sim.emu_resources import ResourceSpec
 from accelqual.sim.emu_selectors import FieldSelector, LabelSelector
 from accelqual.sim.emu_store import ObjectStore, WatchEvent
 from accelqual.sim.emu_tables import render_table, wants_table
+
+log = logging.getLogger("accelqual.sim.emulator")
 
 #: How often an idle stream wakes up to notice a client that went away.
 IDLE_CHECK_S = 1.0
@@ -127,21 +130,23 @@ async def serve_watch(raw_request: aiohttp.web.BaseRequest, store: ObjectStore, 
     deadline = loop.time() + watch.timeout_s if watch.timeout_s is not None else None
     next_bookmark = loop.time() + watch.bookmark_interval
     sent = 0
+
+    def room() -> bool:
+        return watch.cut_after is None or sent < watch.cut_after
+
     try:
         await response.prepare(raw_request)
         chunk = []
         for event in initial:
             projected = project(event, watch.matches)
-            if projected is not None:
+            if projected is not None and room():
                 chunk.append(watch.line(projected, event))
-        if watch.cut_after is not None:
-            chunk = chunk[:watch.cut_after]
-        sent = len(chunk)
-        if watch.send_initial_events_end and (watch.cut_after is None or sent < watch.cut_after):
+                sent += 1
+        if watch.send_initial_events_end and room():
             chunk.append(_bookmark(watch.spec, store.resource_version, initial_end=True))
         if chunk:
             await response.write(b"".join(chunk))
-        while not closing.is_set() and (watch.cut_after is None or sent < watch.cut_after):
+        while not closing.is_set() and room():
             now = loop.time()
             if deadline is not None and now >= deadline:
                 break
@@ -151,33 +156,35 @@ async def serve_watch(raw_request: aiohttp.web.BaseRequest, store: ObjectStore, 
             wake = min(t for t in (deadline, next_bookmark if watch.bookmarks else None, now + IDLE_CHECK_S)
                        if t is not None)
             try:
-                first = await asyncio.wait_for(watcher.queue.get(), timeout=max(0.0, wake - now))
+                batch: list[WatchEvent | None] = [
+                    await asyncio.wait_for(watcher.queue.get(), timeout=max(0.0, wake - now))]
             except TimeoutError:
-                if watch.bookmarks and loop.time() >= next_bookmark:
-                    # The queue is empty: every event up to the current resourceVersion was sent
-                    # or filtered out, so a bookmark at it is safe to resume from.
-                    await response.write(_bookmark(watch.spec, store.resource_version))
-                    next_bookmark = loop.time() + watch.bookmark_interval
-                continue
-            batch: list[WatchEvent | None] = [first]
+                batch = []
             while not watcher.queue.empty() and len(batch) < 1000:
                 batch.append(watcher.queue.get_nowait())
-            chunk, ended = [], False
+            chunk = []
             for item in batch:
                 if item is None:
-                    ended = True
-                    break
+                    break  # closed by the store (shutdown, or this consumer fell too far behind)
                 projected = project(item, watch.matches)
-                if projected is not None and (watch.cut_after is None or sent < watch.cut_after):
+                if projected is not None and room():
                     chunk.append(watch.line(projected, item))
                     sent += 1
             if chunk:
                 await response.write(b"".join(chunk))
-            if ended:
+            if None in batch:
                 break
+            if watch.bookmarks and loop.time() >= next_bookmark and watcher.queue.empty():
+                # Nothing is pending: every event up to the current resourceVersion was sent or
+                # filtered out, so a bookmark at it is safe to resume from. Sent even while
+                # filtered-out events keep coming, so that a client's inactivity timer never fires.
+                await response.write(_bookmark(watch.spec, store.resource_version))
+                next_bookmark = loop.time() + watch.bookmark_interval
         await response.write_eof()
-    except (ConnectionResetError, ConnectionError):
+    except ConnectionError:
         pass  # the client disconnected mid-write: nothing left to tell it
+    except Exception:  # a bug of ours, after the headers went out: end the stream, keep the server
+        log.exception("the emulator's watch stream for %s failed", watch.spec.key)
     finally:
         store.close_watch(watch.spec, watcher)
     return response
