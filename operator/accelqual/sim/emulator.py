@@ -286,7 +286,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return http.json_response(http.success_status("log stored (emulator-only endpoint)"))
         if verb == "update" and sub in (None, "status"):
             body = self._body_object(request)
-            return http.json_response(self._store.modify(spec, namespace, name, lambda _old: clone(body),
+            return http.json_response(self._store.modify(spec, namespace, name, lambda _old: body,
                                                          subresource=sub))
         if verb == "patch" and sub in (None, "status"):
             mutate = self._patcher(spec, http.content_type_of(request.headers), request.data)
