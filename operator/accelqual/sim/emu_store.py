@@ -471,6 +471,3 @@ class ObjectStore:
                 self.modify(spec, key[0] or None, key[1], drop_owner)
             elif not any(uid in self._by_uid for uid in _owner_uids(obj)):
                 self.delete(spec, key[0] or None, key[1])
-
-    def __iter__(self) -> Iterator[ResourceSpec]:
-        return iter(self._specs.values())
