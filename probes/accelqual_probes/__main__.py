@@ -4,4 +4,7 @@ import sys
 
 from accelqual_probes.cli import main
 
-sys.exit(main(sys.argv[1:]))
+# The guard matters: `sec.residual` spawns child processes on accelerators, and a spawned
+# child imports the parent's main module; it must not start a probe run of its own.
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 
 from accelqual_probes import catalog, reference
-from accelqual_probes.devices.base import TORCH_DTYPES
+from accelqual_probes.devices.base import DeviceBackend
 from accelqual_probes.evidence import Evidence, NotApplicableError
 from accelqual_probes.registry import CheckContext, CheckParams, Sizing, check
 from accelqual_probes.schema import Verdict
@@ -51,16 +51,29 @@ def dtype_support(ctx: CheckContext, dtype: str) -> str | None:
     return None
 
 
-def gemm_operands(dtype: str, n: int, device: torch.device, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded operands already rounded to `dtype` (int8: small integers, exact in every path)."""
-    generator = torch.Generator().manual_seed(seed)
+def gemm_operands(device: DeviceBackend, index: int, dtype: str, n: int, seed: int,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded operands in `dtype` (int8: small integers, exact in every path), made on the device.
+
+    A device-side generator gives the same values on every card of one model (the
+    cross-card comparison of rel.stress needs that) and avoids generating 8192^2
+    operands on the host.
+    """
+    target = device.torch_device(index)
+    try:
+        generator = torch.Generator(device=target).manual_seed(seed)
+    except RuntimeError:  # a vendor plugin without device generators
+        generator = torch.Generator().manual_seed(seed)
+        target = torch.device("cpu")
     if dtype == "int8":
-        a = torch.randint(-8, 8, (n, n), generator=generator, dtype=torch.int8)
-        b = torch.randint(-8, 8, (n, n), generator=generator, dtype=torch.int8)
+        a = torch.randint(-8, 8, (n, n), generator=generator, dtype=torch.int8, device=target)
+        b = torch.randint(-8, 8, (n, n), generator=generator, dtype=torch.int8, device=target)
     else:
-        a = (torch.rand(n, n, generator=generator, dtype=torch.float64) * 2 - 1).to(TORCH_DTYPES[dtype])
-        b = (torch.rand(n, n, generator=generator, dtype=torch.float64) * 2 - 1).to(TORCH_DTYPES[dtype])
-    return a.to(device), b.to(device)
+        wanted = device.torch_dtype(dtype)
+        a = (torch.rand(n, n, generator=generator, device=target) * 2 - 1).to(wanted)
+        b = (torch.rand(n, n, generator=generator, device=target) * 2 - 1).to(wanted)
+    home = device.torch_device(index)
+    return a.to(home), b.to(home)
 
 
 def normalised_error(result: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
@@ -96,7 +109,7 @@ def dtypes(ctx: CheckContext, params: DtypeParams) -> Evidence:
         values: list[tuple[float, int | None]] = []
         for index in ctx.devices:
             ctx.checkpoint()
-            a, b = gemm_operands(dtype, params.n, ctx.device.torch_device(index), seed=11)
+            a, b = gemm_operands(ctx.device, index, dtype, params.n, seed=11)
             try:
                 with tf32_math(dtype == "tf32"):
                     result = ctx.device.matmul(a, b)

@@ -70,6 +70,7 @@ def memory_capacity(ctx: CheckContext, params: CapacityParams) -> Evidence:
     evidence = Evidence()
     values: list[tuple[float, int | None]] = []
     requested_bytes: dict[int, int] = {}
+    ctx.device.trim()
     for index in ctx.devices:
         target = ctx.device.allocation_limit(index)
         requested_bytes[index] = target

@@ -63,7 +63,7 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
     values: list[tuple[float, int | None]] = []
     basis: float | None = None
     for index in ctx.devices:
-        a, b = gemm_operands(dtype, n, ctx.device.torch_device(index), seed=5 + index)
+        a, b = gemm_operands(ctx.device, index, dtype, n, seed=5 + index)
         ref_tflops = 0.0
 
         def probe(repeats: int, a: torch.Tensor = a, b: torch.Tensor = b) -> None:

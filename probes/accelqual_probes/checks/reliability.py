@@ -55,7 +55,7 @@ def stress(ctx: CheckContext, params: StressParams) -> Evidence:
     cvs: list[tuple[float, int | None]] = []
     first_golden: torch.Tensor | None = None
     for index in ctx.devices:
-        a, b = gemm_operands(params.dtype, params.n, ctx.device.torch_device(index), seed=31)
+        a, b = gemm_operands(ctx.device, index, params.dtype, params.n, seed=31)
         golden = ctx.device.matmul(a, b)
         ctx.device.synchronize(index)
         bad = 0
@@ -116,7 +116,9 @@ class MemtestParams(CheckParams):
 
     @classmethod
     def for_run(cls, sizing: Sizing) -> MemtestParams:
-        return cls(fraction=0.1 if sizing.quick else 0.5, cpu_bytes=(32 << 20) if sizing.quick else (128 << 20))
+        return cls(fraction=0.1 if sizing.quick else 0.5, cpu_bytes=(32 << 20) if sizing.quick else (128 << 20),
+                   # Host scratch buffers pay first-touch faults: keep them small on a CPU.
+                   chunk_words=(1 << 24) if sizing.accelerator else (1 << 20))
 
 
 def _allocate_most(ctx: CheckContext, index: int, nbytes: int) -> torch.Tensor:
@@ -130,14 +132,20 @@ def _allocate_most(ctx: CheckContext, index: int, nbytes: int) -> torch.Tensor:
             nbytes //= 2
 
 
-#: Odd multiplier that scatters word addresses into distinct 32-bit values (Knuth's hash).
-_ADDRESS_HASH = -1640531535  # 2654435761 as a signed 32-bit word
+#: Odd multiplier that spreads word addresses over distinct 31-bit values: unique within
+#: any 2^31 consecutive words, and small enough that address x multiplier fits in int64.
+_ADDRESS_MULTIPLIER = 40503
 
 
-def _address_words(start: int, out: torch.Tensor, invert: bool) -> torch.Tensor:
-    """The address-derived words of `[start, start + len(out))`, computed into `out` (int32, wrapping)."""
-    torch.arange(start, start + out.numel(), dtype=torch.int32, out=out)
-    out.mul_(_ADDRESS_HASH)
+def _address_words(start: int, scratch: torch.Tensor, out: torch.Tensor, invert: bool) -> torch.Tensor:
+    """The address-derived words of `[start, start + len(out))`, computed into `out` (int32).
+
+    Addresses are computed in int64 (`scratch`): a buffer on a large card has more words
+    than int32 can count.
+    """
+    torch.arange(start, start + out.numel(), dtype=torch.int64, out=scratch)
+    scratch.bitwise_and_(0xFFFFFFFF).mul_(_ADDRESS_MULTIPLIER).bitwise_and_(0x7FFFFFFF)
+    out.copy_(scratch)
     return out.bitwise_not_() if invert else out
 
 
@@ -152,6 +160,7 @@ def memtest_pass(buffer: torch.Tensor, chunk: int, sync: Callable[[], None],
     chunk = min(chunk, buffer.numel())
     mismatch = torch.empty(chunk, dtype=torch.bool, device=buffer.device)
     expected = torch.empty(chunk, dtype=torch.int32, device=buffer.device)
+    scratch = torch.empty(chunk, dtype=torch.int64, device=buffer.device)
 
     def count(start: int, stop: int, value: torch.Tensor | int) -> int:
         width = stop - start
@@ -167,11 +176,11 @@ def memtest_pass(buffer: torch.Tensor, chunk: int, sync: Callable[[], None],
         for start in range(0, buffer.numel(), chunk):
             checkpoint()
             stop = min(start + chunk, buffer.numel())
-            buffer[start:stop].copy_(_address_words(start, expected[: stop - start], invert))
+            buffer[start:stop].copy_(_address_words(start, scratch[: stop - start], expected[: stop - start], invert))
         sync()
         for start in range(0, buffer.numel(), chunk):
             stop = min(start + chunk, buffer.numel())
-            bad += count(start, stop, _address_words(start, expected[: stop - start], invert))
+            bad += count(start, stop, _address_words(start, scratch[: stop - start], expected[: stop - start], invert))
     return bad
 
 
@@ -207,7 +216,7 @@ def memtest(ctx: CheckContext, params: MemtestParams) -> Evidence:
 
 def gemm_load(ctx: CheckContext, seconds: float, tick: Callable[[], None], n: int = 8192) -> int:
     """Keep every device busy with bf16 GEMMs for `seconds`, calling `tick` between rounds."""
-    operands = {i: gemm_operands("bf16", n, ctx.device.torch_device(i), seed=41) for i in ctx.devices}
+    operands = {i: gemm_operands(ctx.device, i, "bf16", n, seed=41) for i in ctx.devices}
     rounds = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -337,7 +346,7 @@ def burnin(ctx: CheckContext, params: BurninParams) -> Evidence:
     goldens = {}
     operands = {}
     for index in ctx.devices:
-        operands[index] = gemm_operands(params.dtype, params.n, ctx.device.torch_device(index), seed=43)
+        operands[index] = gemm_operands(ctx.device, index, params.dtype, params.n, seed=43)
         goldens[index] = ctx.device.matmul(*operands[index])
     scratch = {i: _allocate_most(ctx, i, 16 << 20) for i in ctx.devices}
     bad = {i: 0 for i in ctx.devices}

@@ -94,6 +94,9 @@ class TorchAcceleratorBackend(DeviceBackend):
         del tensor
         # Return cached blocks to the driver, so the next allocation (or process) really
         # goes through the device allocator.
+        self.trim()
+
+    def trim(self) -> None:
         empty_cache = getattr(self.module, "empty_cache", None)
         if empty_cache is not None:
             empty_cache()
@@ -139,6 +142,14 @@ class CudaBackend(TorchAcceleratorBackend):
             except OSError:
                 return None
         return None
+
+    def torch_dtype(self, name: str) -> torch.dtype:
+        # MI300-class GPUs (gfx94x) implement the "fnuz" fp8 variant, not OCP e4m3.
+        if name == "fp8" and self.rocm:
+            arch = str(getattr(self._properties(0), "gcnArchName", ""))
+            if arch.startswith("gfx94"):
+                return torch.float8_e4m3fnuz
+        return super().torch_dtype(name)
 
     def runtime_version(self) -> str | None:
         if self.rocm:

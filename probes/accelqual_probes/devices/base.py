@@ -116,6 +116,14 @@ class DeviceBackend(ABC):
     def devices(self) -> list[int]:
         return list(range(self.device_count()))
 
+    def torch_dtype(self, name: str) -> torch.dtype:
+        """The torch dtype of a catalog dtype name on this device (fp8 flavours differ by vendor)."""
+        return TORCH_DTYPES[name]
+
+    def trim(self) -> None:
+        """Return cached, unused device memory to the driver before measuring capacity."""
+        return None
+
     # -- primitives the checks measure through -------------------------------------------------
     def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """One dense GEMM; fp8 and int8 use the scaled/integer kernels (fp32/int32 results)."""

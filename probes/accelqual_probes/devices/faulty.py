@@ -197,6 +197,12 @@ class FaultyBackend(DeviceBackend):
     def driver_version(self) -> str | None:
         return self.inner.driver_version()
 
+    def torch_dtype(self, name: str) -> torch.dtype:
+        return self.inner.torch_dtype(name)
+
+    def trim(self) -> None:
+        self.inner.trim()
+
     def runtime_version(self) -> str | None:
         return self.inner.runtime_version()
 
