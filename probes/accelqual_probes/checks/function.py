@@ -8,17 +8,16 @@ tolerance then means the same thing for every shape and input.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 
 from accelqual_probes import catalog, reference
+from accelqual_probes.checks.multicard import cuda_peers, nccl
 from accelqual_probes.devices.base import DeviceBackend
 from accelqual_probes.evidence import Evidence, NotApplicableError
 from accelqual_probes.registry import CheckContext, CheckParams, Sizing, check
@@ -235,14 +234,6 @@ def ops(ctx: CheckContext, params: OpsParams) -> Evidence:
     return evidence
 
 
-def _needs_peers(ctx: CheckContext) -> list[int]:
-    if ctx.device.kind != "cuda":
-        raise NotApplicableError(f"implemented for CUDA devices; this run is on {ctx.device.kind}")
-    if len(ctx.devices) < 2:
-        raise NotApplicableError(f"needs at least 2 devices; {len(ctx.devices)} visible")
-    return ctx.devices
-
-
 class PeerParams(CheckParams):
     nbytes: int = 64 << 20
 
@@ -250,7 +241,7 @@ class PeerParams(CheckParams):
 @check("func.p2p", params=PeerParams, timeout_s=180)
 def p2p(ctx: CheckContext, params: PeerParams) -> Evidence:
     """Every ordered pair of devices: peer access reported and a copy arriving intact."""
-    devices = _needs_peers(ctx)
+    devices = cuda_peers(ctx)
     evidence = Evidence()
     failed = 0
     numel = params.nbytes // 4
@@ -282,27 +273,26 @@ class CollectiveParams(CheckParams):
 @check("func.collectives", params=CollectiveParams, timeout_s=180)
 def collectives(ctx: CheckContext, params: CollectiveParams) -> Evidence:
     """All-reduce, all-gather and broadcast across the node's devices (NCCL in one process)."""
-    devices = _needs_peers(ctx)
-    nccl: Any = importlib.import_module("torch.cuda.nccl")  # untyped module
-
+    devices = cuda_peers(ctx)
+    collective = nccl()
     evidence = Evidence()
     count = len(devices)
     errors = 0
     with ctx.device.compute():
         inputs = [torch.full((params.numel,), float(i + 1), device=f"cuda:{d}") for i, d in enumerate(devices)]
-        if not nccl.is_available(inputs):
+        if not collective.is_available(inputs):
             raise NotApplicableError("NCCL is not available to this torch build")
-        nccl.all_reduce(inputs)
+        collective.all_reduce(inputs)
         expected = count * (count + 1) / 2
         errors += sum(int((t != expected).sum().item()) for t in inputs)
         sources = [torch.full((params.numel,), float(i + 1), device=f"cuda:{d}") for i, d in enumerate(devices)]
         gathered = [torch.empty(params.numel * count, device=f"cuda:{d}") for d in devices]
-        nccl.all_gather(sources, gathered)
+        collective.all_gather(sources, gathered)
         want = torch.cat([torch.full((params.numel,), float(i + 1)) for i in range(count)])
         errors += sum(int((g.cpu() != want).sum().item()) for g in gathered)
         payload = [torch.arange(params.numel, dtype=torch.float32, device=f"cuda:{d}") if i == 0
                    else torch.zeros(params.numel, device=f"cuda:{d}") for i, d in enumerate(devices)]
-        nccl.broadcast(payload, root=0)
+        collective.broadcast(payload, root=0)
         reference_payload = torch.arange(params.numel, dtype=torch.float32)
         errors += sum(int((p.cpu() != reference_payload).sum().item()) for p in payload)
     evidence.measure("errors", errors, "count")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from accelqual_probes import timing
+from accelqual_probes.checks.multicard import nvml_or_skip
 from accelqual_probes.devices.base import DeviceOutOfMemoryError
-from accelqual_probes.devices.nvml import Nvml
 from accelqual_probes.evidence import Evidence, NotApplicableError
 from accelqual_probes.registry import CheckContext, CheckParams, Sizing, check
 from accelqual_probes.schema import Verdict
@@ -115,16 +115,6 @@ def memory_capacity(ctx: CheckContext, params: CapacityParams) -> Evidence:
 class CopyParams(CheckParams):
     nbytes: int = 256 << 20
     rounds: int = 5
-
-
-def nvml_or_skip(ctx: CheckContext, what: str) -> Nvml:
-    """NVML for a CUDA device, or skip: `what` names the value that would be unreadable."""
-    if ctx.device.kind != "cuda":
-        raise NotApplicableError(f"implemented for CUDA devices; this run is on {ctx.device.kind}")
-    nvml = ctx.device.nvml()
-    if nvml is None:
-        raise NotApplicableError(f"NVML (pynvml) is not available, so {what} is not readable")
-    return nvml
 
 
 @check("gen.hostlink", params=CheckParams, timeout_s=120)

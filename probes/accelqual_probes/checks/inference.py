@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from accelqual_probes import timing, zoo
-from accelqual_probes.checks.general import nvml_or_skip
+from accelqual_probes.checks.multicard import nvml_or_skip
 from accelqual_probes.devices.base import TORCH_DTYPES
 from accelqual_probes.evidence import Evidence
 from accelqual_probes.registry import CheckContext, CheckParams, Sizing, check

@@ -9,14 +9,13 @@ rounds after warm-up.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
 from accelqual_probes import reference, timing
 from accelqual_probes.checks.function import dtype_support, gemm_operands, tf32_math
+from accelqual_probes.checks.multicard import cuda_peers, nccl
 from accelqual_probes.devices.base import DeviceOutOfMemoryError
 from accelqual_probes.evidence import Evidence, NotApplicableError
 from accelqual_probes.registry import CheckContext, CheckParams, Sizing, check
@@ -211,20 +210,15 @@ class AllReduceParams(CheckParams):
 @check("perf.allreduce", params=AllReduceParams, timeout_s=180)
 def allreduce(ctx: CheckContext, params: AllReduceParams) -> Evidence:
     """NCCL all-reduce across the node's cards; bus bandwidth = algbw x 2(n-1)/n (nccl-tests)."""
-    if ctx.device.kind != "cuda":
-        raise NotApplicableError(f"implemented for CUDA devices; this run is on {ctx.device.kind}")
-    devices = ctx.devices
-    if len(devices) < 2:
-        raise NotApplicableError(f"needs at least 2 devices; {len(devices)} visible")
-    nccl: Any = importlib.import_module("torch.cuda.nccl")  # untyped module
-
+    devices = cuda_peers(ctx)
+    collective = nccl()
     tensors = [torch.ones(params.nbytes // 4, device=f"cuda:{d}") for d in devices]
-    if not nccl.is_available(tensors):
+    if not collective.is_available(tensors):
         raise NotApplicableError("NCCL is not available to this torch build")
 
     def work(repeats: int) -> None:
         for _ in range(repeats):
-            nccl.all_reduce(tensors)
+            collective.all_reduce(tensors)
 
     def sync() -> None:
         ctx.device.synchronize(None)

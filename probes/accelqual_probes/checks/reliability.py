@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from accelqual_probes.checks.function import gemm_operands
-from accelqual_probes.checks.general import nvml_or_skip
+from accelqual_probes.checks.multicard import nvml_or_skip
 from accelqual_probes.devices.base import DeviceOutOfMemoryError
 from accelqual_probes.devices.nvml import Nvml
 from accelqual_probes.evidence import Evidence

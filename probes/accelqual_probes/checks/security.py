@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from accelqual_probes.checks.compatibility import driver_allowed
-from accelqual_probes.checks.general import nvml_or_skip
+from accelqual_probes.checks.multicard import nvml_or_skip
 from accelqual_probes.devices import BackendSpec, reopen
 from accelqual_probes.devices.nvml import text
 from accelqual_probes.evidence import Evidence, NotApplicableError

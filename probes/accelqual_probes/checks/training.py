@@ -13,7 +13,6 @@ device after changing the model, data or optimiser, and commit the file).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
@@ -27,7 +26,8 @@ import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 
 from accelqual_probes import reference, timing, zoo
 from accelqual_probes.checks.function import tf32_math
-from accelqual_probes.evidence import Evidence, NotApplicableError
+from accelqual_probes.checks.multicard import cuda_peers, nccl
+from accelqual_probes.evidence import Evidence
 from accelqual_probes.registry import CheckContext, CheckParams, Sizing, check
 from accelqual_probes.thresholds import ThresholdRule, resolve
 
@@ -222,13 +222,8 @@ def _scatter_grads(model: torch.nn.Module, flat: torch.Tensor, count: int) -> No
 @check("train.scaling", params=ScalingParams, timeout_s=600)
 def scaling(ctx: CheckContext, params: ScalingParams) -> Evidence:
     """Data-parallel efficiency: per-card throughput with all cards (NCCL gradient all-reduce) vs one."""
-    if ctx.device.kind != "cuda":
-        raise NotApplicableError(f"implemented for CUDA devices; this run is on {ctx.device.kind}")
-    devices = ctx.devices
-    if len(devices) < 2:
-        raise NotApplicableError(f"needs at least 2 devices; {len(devices)} visible")
-    nccl: Any = importlib.import_module("torch.cuda.nccl")  # untyped module
-
+    devices = cuda_peers(ctx)
+    collective = nccl()
     config = zoo.LMConfig(vocab=1024, d_model=params.d_model, heads=8, layers=params.layers, seq=params.seq)
     replicas = {d: zoo.build_lm(config, 7).to(f"cuda:{d}") for d in devices}
     optimizers = {d: Adam(list(m.parameters()), lr=1e-4) for d, m in replicas.items()}
@@ -246,7 +241,7 @@ def scaling(ctx: CheckContext, params: ScalingParams) -> Evidence:
                         F.cross_entropy(logits.reshape(-1, config.vocab), tokens[:, 1:].reshape(-1)))
                 if len(active) > 1:
                     flats = [_flat_grads(replicas[d]) for d in active]
-                    nccl.all_reduce(flats)
+                    collective.all_reduce(flats)
                     for d, flat in zip(active, flats, strict=True):
                         _scatter_grads(replicas[d], flat, len(active))
                 for d in active:
