@@ -24,6 +24,7 @@ from typing import NoReturn, TextIO
 from accelqual_probes.catalog import Suite
 from accelqual_probes.faults import ENV_INJECT, FAULT_SYNTAX, FaultPlan, FaultSpecError
 from accelqual_probes.schema import REPORT_MARKER, OverallVerdict, ProbeReport, termination_message
+from accelqual_probes.selection import ENV_PROFILE_JSON
 
 ENV_EXPECT_DEVICES = "ACCELQUAL_EXPECT_DEVICES"
 ENV_NODE_NAME = "NODE_NAME"
@@ -157,7 +158,7 @@ def _main(argv: list[str], *, hard_exit: bool) -> int:
     from accelqual_probes.runner import ProbeRequest, ProbeUsageError, execute, prepare
 
     request = ProbeRequest(
-        device=args.device, profile=args.profile, profile_json=os.environ.get("ACCELQUAL_PROFILE_JSON"),
+        device=args.device, profile=args.profile, profile_json=os.environ.get(ENV_PROFILE_JSON),
         suite=Suite(args.suite), checks=args.checks, skip_checks=args.skip_checks, faults=faults,
         timeout_scale=args.timeout_scale, burnin_seconds=args.burnin_seconds,
         node=args.node or os.environ.get(ENV_NODE_NAME) or None, expect_devices=_expect_devices(args),

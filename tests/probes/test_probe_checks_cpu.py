@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from accelqual_probes import catalog
 from accelqual_probes.catalog import Suite
@@ -122,3 +124,13 @@ def test_graph_compilation_matches_eager_on_cpu() -> None:
     assert result.verdict in (Verdict.PASS, Verdict.SKIP), result.reason
     if result.verdict is Verdict.PASS:
         assert {m.metric for m in result.measurements} >= {"compile_s", "rel_error"}
+
+
+def test_recorded_trajectory_is_what_the_documented_command_produces(tmp_path: Path) -> None:
+    from accelqual_probes.checks import training
+
+    committed = training.load_reference()
+    assert committed["command"] == training.RECORD_COMMAND
+    fresh = training.record(tmp_path / "reference.json")
+    assert fresh["recipe"] == committed["recipe"]
+    assert fresh["losses"] == pytest.approx(committed["losses"], abs=1e-5)
