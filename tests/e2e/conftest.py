@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
 from accelqual.sim.cluster import SimulatedCluster
 from accelqual.sim.modelled import ModelledProbeRunner
 

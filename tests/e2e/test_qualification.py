@@ -6,9 +6,12 @@ import hashlib
 import json
 import time
 
+import pytest
+from accelqual.adapters.kube import KubeError
 from accelqual.constants import DEFAULT_FAILURE_TAINT_KEY, LABEL_VERDICT
 from accelqual.models import MAX_FAILING_NODES
 from accelqual.sim.cluster import BUCKET, SimulatedCluster
+
 from tests.e2e.helpers import condition, labels, qualification, sim_nodes, taint_keys
 
 
@@ -168,6 +171,17 @@ def test_unknown_profile_is_refused_with_a_condition_and_no_node_is_touched(clus
     assert cluster.pods() == []
     assert all(LABEL_VERDICT not in labels(n) for n in cluster.nodes().values())
     assert any(e["reason"] == "UnknownProfile" for e in cluster.events())
+
+
+def test_api_server_rejects_what_the_crd_schema_forbids(cluster: SimulatedCluster) -> None:
+    for bad in ({"maxConcurrent": -1}, {"suite": "everything"},
+                {"nodeSelector": {"matchExpressions": [{"key": "pool", "operator": "Near"}]}}):
+        with pytest.raises(KubeError) as caught:
+            cluster.apply(qualification(name="bad", **bad))
+        assert caught.value.status == 422
+        assert "is invalid" in caught.value.message
+    with pytest.raises(KubeError):
+        cluster.qualification("bad")
 
 
 def test_empty_selector_and_unknown_check_are_refused(cluster: SimulatedCluster) -> None:

@@ -125,7 +125,7 @@ def pod(name: str, labels: Mapping[str, str] | None = None, **extra: Any) -> dic
 
 def qualification(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "accelqual.io/v1alpha1", "kind": "Qualification", "metadata": {"name": name},
-            "spec": {"suite": "quick", **spec}}
+            "spec": {"nodeSelector": {"matchLabels": {"pool": "a"}}, "suite": "quick", **spec}}
 
 
 QUALIFICATIONS = "/apis/accelqual.io/v1alpha1/qualifications"

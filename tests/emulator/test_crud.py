@@ -215,3 +215,17 @@ async def test_size_limits_of_a_real_server(api: Api) -> None:
     assert too_big_object.status == 500
     assert "request is too large" in too_big_object.body["message"]
     assert (await api.get("/api/v1/namespaces/default/configmaps/cm")).status == 404
+
+
+async def test_custom_resources_are_validated_against_their_crd_schema(api: Api) -> None:
+    bad = qualification("bad", maxConcurrent=-1, suite="everything")
+    reply = await api.post(QUALIFICATIONS, bad)
+    assert reply.status == 422
+    assert reply.body["reason"] == "Invalid"
+    assert "spec.maxConcurrent" in reply.body["message"] and "spec.suite" in reply.body["message"]
+    created = await api.post(QUALIFICATIONS, qualification("good"))
+    assert created.status == 201
+    patched = await api.patch(f"{QUALIFICATIONS}/good", {"spec": {"trigger": "Sometimes"}})
+    assert patched.status == 422
+    status = await api.patch(f"{QUALIFICATIONS}/good/status", {"status": {"phase": "Exploded"}})
+    assert status.status == 422

@@ -54,12 +54,12 @@ def make_registry(url: str, seen: Seen) -> kopf.OperatorRegistry:
     @kopf.on.create(GROUP, VERSION, PLURAL, id="accept", registry=registry)
     def on_create(name: str, patch: kopf.Patch, **_: Any) -> None:
         seen.created.append(name)
-        patch.status["phase"] = "Accepted"
+        patch.status["phase"] = "Running"
 
     @kopf.on.update(GROUP, VERSION, PLURAL, id="follow", registry=registry)
     def on_update(diff: kopf.Diff, patch: kopf.Patch, **_: Any) -> None:
         seen.diffs.extend(tuple(change) for change in diff)
-        patch.status["phase"] = "Updated"
+        patch.status["phase"] = "Completed"
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="release", registry=registry)
     def on_delete(name: str, **_: Any) -> None:
@@ -103,12 +103,12 @@ async def test_real_kopf_operator_runs_handlers_index_daemon_and_status_patches(
         def status_phase() -> Any:
             obj = emulator.get("qualifications", None, "pool-a")
             return (obj or {}).get("status", {}).get("phase")
-        await eventually(lambda: status_phase() == "Accepted", "on.create's status patch")
+        await eventually(lambda: status_phase() == "Running", "on.create's status patch")
         await eventually(lambda: seen.index.get("a") == ["gpu-1"], "the node index")
 
         emulator.patch("qualifications", None, "pool-a", {"spec": {"suite": "full"}})
         await eventually(lambda: ("change", ("spec", "suite"), "quick", "full") in seen.diffs, "on.update's diff")
-        await eventually(lambda: status_phase() == "Updated", "on.update's status patch")
+        await eventually(lambda: status_phase() == "Completed", "on.update's status patch")
 
         emulator.patch("nodes", None, "gpu-1", {"metadata": {"labels": {"pool": "b"}}})
         await eventually(lambda: seen.index.get("b") == ["gpu-1"] and "a" not in seen.index, "index update")

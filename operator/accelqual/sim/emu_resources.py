@@ -10,8 +10,9 @@ from `accelqual.crdgen` (the source of truth for their names, columns and subres
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from accelqual import crdgen
@@ -46,6 +47,8 @@ class ResourceSpec:
     field_labels: frozenset[str] = COMMON_FIELD_LABELS
     #: Built-in kinds accept strategic merge patches; custom resources answer them with 415.
     builtin: bool = True
+    #: A custom resource's openAPIV3Schema as canonical JSON ('' for none): writes are validated.
+    schema: str = ""
 
     @property
     def api_version(self) -> str:
@@ -86,7 +89,8 @@ def spec_from_crd(crd: Mapping[str, Any]) -> ResourceSpec:
     if not spec.get("group") or not names.get("plural") or not names.get("kind") or not versions:
         raise ValueError("a CustomResourceDefinition needs spec.group, spec.names.plural/kind and spec.versions")
     version = next((v for v in versions if v.get("storage")), versions[0])
-    return resource_spec(
+    schema = (version.get("schema") or {}).get("openAPIV3Schema")
+    resource = resource_spec(
         spec["group"], version["name"], names["plural"], kind=names["kind"],
         namespaced=spec.get("scope", "Namespaced") == "Namespaced",
         subresources=[name for name in (version.get("subresources") or {})],
@@ -94,6 +98,7 @@ def spec_from_crd(crd: Mapping[str, Any]) -> ResourceSpec:
         singular=names.get("singular") or "", printer_columns=version.get("additionalPrinterColumns") or (),
         builtin=False,
     )
+    return replace(resource, schema=json.dumps(schema, sort_keys=True)) if schema else resource
 
 
 _POD_FIELDS = ("spec.nodeName", "status.phase", "spec.schedulerName", "spec.serviceAccountName",

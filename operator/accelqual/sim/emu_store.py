@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from accelqual.sim import emu_errors as errors
+from accelqual.sim import emu_schema as schema
 from accelqual.sim.emu_errors import ApiError
 from accelqual.sim.emu_patch import JsonObj, clone
 from accelqual.sim.emu_resources import ResourceSpec
@@ -414,6 +415,8 @@ class ObjectStore:
             self._by_uid.pop(obj["metadata"]["uid"], None)
             self._index_owners(spec, key, old, None)
         else:
+            if spec.schema:
+                schema.validate(spec.kind, spec.group, spec.plural, spec.schema, obj)
             encoded = encode(obj)
             if len(encoded) > MAX_OBJECT_BYTES:
                 # etcd's request limit: an operator whose status grows with the pool fails here as it
