@@ -26,6 +26,8 @@ class OperatorOptions:
     liveness: str | None = None
     metrics_port: int | None = None
     debounce: float = DEBOUNCE_SECONDS
+    #: Simulated time runs this much faster than real time (rehearsals); waits shrink to match.
+    time_scale: float = 1.0
     clock: Callable[[], datetime] | None = None
     evidence_factory: EvidenceFactory = default_evidence_factory
 
@@ -48,7 +50,7 @@ async def run_operator(
     reconciler = reconciler or make_reconciler(options)
     if options.metrics_port is not None:
         reconciler.metrics.serve(options.metrics_port)
-    registry = build_registry(reconciler, debounce=options.debounce)
+    registry = build_registry(reconciler, debounce=options.debounce, time_scale=options.time_scale)
     try:
         await kopf.operator(
             registry=registry,

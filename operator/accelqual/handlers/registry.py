@@ -28,8 +28,13 @@ log = logging.getLogger("accelqual.handlers")
 DEBOUNCE_SECONDS = 0.5
 
 
-def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS) -> kopf.OperatorRegistry:
-    """All handlers of the operator; kopf connects with the same configuration as our own client."""
+def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS,
+                   time_scale: float = 1.0) -> kopf.OperatorRegistry:
+    """All handlers of the operator; kopf connects with the same configuration as our own client.
+
+    `time_scale` > 1 shortens the waits between reconciles by that factor: with a clock that runs
+    as much faster (rehearsal scenarios), a day of schedules replays in minutes.
+    """
     registry = kopf.OperatorRegistry()
     state = reconciler.state
 
@@ -105,7 +110,7 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
                     log.exception("reconcile of %s failed; retrying", name)
                     reconciler.metrics.reconcile_error(name, "reconcile")
                     delay = 5.0
-                await _sleep(waker, stopped, delay, debounce)
+                await _sleep(waker, stopped, delay / time_scale, debounce)
         finally:
             # Deleted or the operator stopping: caches of this Qualification are rebuilt if it comes back.
             state.forget(name)
