@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from accelqual_probes import thresholds
-from accelqual_probes.schema import MAX_MEASUREMENTS, MAX_REASON, Measurement, Threshold, Verdict
+from accelqual_probes.schema import MAX_MEASUREMENTS, MAX_REASON, Measurement, Severity, Threshold, Verdict
 
 #: How strongly each finding decides a check's verdict.
 _SEVERITY = {Verdict.FAIL: 3, Verdict.ERROR: 2, Verdict.WARN: 1, Verdict.PASS: 0}
@@ -54,10 +54,16 @@ class Evidence:
 
     def judge(self, threshold: Threshold, values: Iterable[tuple[float, int | None]],
               warn_below: float | None = None, label: str = "") -> Verdict:
-        """Compare values with a threshold (thresholds.evaluate) and keep the finding."""
+        """Compare values with a threshold (thresholds.evaluate) and keep the finding.
+
+        A violated `warn`-severity threshold warns instead of failing. Every judged metric
+        must also be measured (`measure`): the operator re-checks passing checks against
+        their thresholds and treats a threshold without measurements as an error.
+        """
         pairs = list(values)
         bad = [(v, d) for v, d in pairs if not math.isfinite(v)]
-        if threshold.min is not None or threshold.max is not None:
+        if (threshold.min is not None or threshold.max is not None) and len(bad) < len(pairs):
+            # Only a threshold that was compared with a (finite, measured) value is reported.
             self.thresholds.append(threshold)
         if bad:
             verdict, reason = Verdict.FAIL, f"{threshold.metric} is not a finite number ({bad[0][0]})"
@@ -68,6 +74,8 @@ class Evidence:
             verdict, reason = Verdict.PASS, f"{threshold.metric} {shown}{unit} (no limit in the profile)"
         else:
             verdict, reason = thresholds.evaluate(pairs, threshold, warn_below)
+            if verdict is Verdict.FAIL and threshold.severity is Severity.WARN:
+                verdict = Verdict.WARN
         self.finding(verdict, f"{label}: {reason}" if label else reason)
         return verdict
 

@@ -1,10 +1,11 @@
 """Choosing the card profile of a run: `--profile NAME|auto|PATH` or `ACCELQUAL_PROFILE_JSON`.
 
-Precedence: an explicit `--profile NAME` or `PATH` wins; otherwise the JSON the
-operator puts into the probe pod's environment (`{"name": ..., "spec": {...}}`, how a
-custom CardProfile reaches a pod); otherwise `auto`: the built-in profile whose match
-strings fit the device name, `cpu-reference` on a CPU, and a clear error for an
-accelerator no profile describes (fail closed: never judge a card by a guess).
+Precedence: `--profile PATH` wins; then the JSON the operator puts into the probe
+pod's environment (`{"name": ..., "spec": {...}}`, how a custom CardProfile reaches a
+pod) unless `--profile` names another profile; then a built-in `--profile NAME`;
+otherwise `auto`: the built-in profile whose match strings fit the device name,
+`cpu-reference` on a CPU, and a clear error for an accelerator no profile describes
+(fail closed: never judge a card by a guess).
 """
 
 from __future__ import annotations
@@ -42,13 +43,19 @@ def parse_profile_json(raw: str, source: str = ENV_PROFILE_JSON) -> NamedProfile
 
 
 def load_profile_argument(argument: str | None, env_json: str | None) -> NamedProfile | None:
-    """The profile named or pointed to before any device is opened; None means `auto`."""
+    """The profile named or pointed to before any device is opened; None means `auto`.
+
+    The operator passes a custom CardProfile as `--profile NAME` plus its JSON in the
+    environment under the same name (a custom profile may also override a built-in one
+    of that name), so the JSON wins when `--profile` is absent, `auto` or its name.
+    """
+    if argument and argument != AUTO and looks_like_path(argument):
+        return profiles.load_file(Path(argument))
+    from_env = parse_profile_json(env_json) if env_json and env_json.strip() else None
+    if from_env is not None and (not argument or argument in (AUTO, from_env.name)):
+        return from_env
     if argument and argument != AUTO:
-        if looks_like_path(argument):
-            return profiles.load_file(Path(argument))
         return NamedProfile(name=argument, spec=profiles.builtin(argument))
-    if env_json and env_json.strip():
-        return parse_profile_json(env_json)
     return None
 
 

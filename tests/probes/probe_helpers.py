@@ -8,7 +8,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from accelqual_probes.schema import REPORT_MARKER, CheckResult, ProbeReport
+from accelqual_probes.schema import REPORT_MARKER, CheckResult, ProbeReport, Severity, Verdict
+from accelqual_probes.thresholds import consistent
 
 #: Environment variables the probe reads; tests start without them.
 PROBE_ENV = ("ACCELQUAL_INJECT", "ACCELQUAL_PROFILE_JSON", "ACCELQUAL_EXPECT_DEVICES", "NODE_NAME",
@@ -48,6 +49,21 @@ def run_subprocess(args: list[str], timeout: float, env: dict[str, str] | None =
     environment.update(env or {})
     return subprocess.run([sys.executable, "-m", "accelqual_probes", *args], capture_output=True, text=True,
                           timeout=timeout, env=environment, check=False)
+
+
+def assert_operator_contract(report: ProbeReport) -> None:
+    """What the operator re-checks on every report (see schema.Threshold): every threshold's
+    metric is measured in its check, and a passing or warning check has no measurement
+    outside a fail-severity threshold."""
+    for check in report.checks:
+        measured: dict[str, list[float]] = {}
+        for m in check.measurements:
+            measured.setdefault(m.metric, []).append(m.value)
+        for threshold in check.thresholds:
+            assert threshold.metric in measured, f"{check.id}: threshold on unmeasured {threshold.metric}"
+            if check.verdict in (Verdict.PASS, Verdict.WARN) and threshold.severity is Severity.FAIL:
+                assert consistent(measured[threshold.metric], threshold), \
+                    f"{check.id} says {check.verdict.value} but {threshold.metric} violates {threshold.basis}"
 
 
 def marked_report(stdout: str) -> ProbeReport:

@@ -10,7 +10,7 @@ from accelqual_probes.catalog import Suite
 from accelqual_probes.runner import ProbeRequest, run_probe
 from accelqual_probes.schema import Category, CheckResult, ProbeReport, Verdict
 
-from tests.probes.probe_helpers import by_id
+from tests.probes.probe_helpers import assert_operator_contract, by_id
 
 #: Checks that need an accelerator (or CUDA specifically) and skip on a CPU.
 ACCELERATOR_CHECKS = {c.id for c in catalog.CHECKS if c.accelerator_only}
@@ -74,6 +74,10 @@ def test_accelerator_check_is_skipped_on_cpu_with_a_reason(standard_report: Prob
 def test_check_without_a_subject_on_cpu_is_skipped(standard_report: ProbeReport, check_id: str, words: str) -> None:
     result = by_id(standard_report)[check_id]
     assert result.verdict is Verdict.SKIP and words in result.reason
+
+
+def test_report_keeps_the_operator_contract(standard_report: ProbeReport) -> None:
+    assert_operator_contract(standard_report)
 
 
 def test_limits_are_declared_with_their_basis(standard_report: ProbeReport) -> None:

@@ -101,9 +101,33 @@ def test_bad_profile_json_exits_2(run_cli: RunCli, monkeypatch: pytest.MonkeyPat
     assert_one_line_error(result.stderr, *words)
 
 
-def test_explicit_profile_wins_over_the_environment(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ACCELQUAL_PROFILE_JSON", "{broken")
-    result = run_cli("--device", "cpu", "--checks", "compat.stack", "--profile", "cpu-reference")
+def _profile_json(name: str, **spec: object) -> str:
+    base: dict[str, object] = {"displayName": "Pod CPU", "vendor": "any", "deviceType": "cpu",
+                               "relativeToReference": True}
+    return json.dumps({"name": name, "spec": {**base, **spec}})
+
+
+def test_operator_form_profile_name_plus_its_json_uses_the_json(run_cli: RunCli,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # How the operator passes a custom CardProfile: --profile NAME and the JSON of NAME.
+    monkeypatch.setenv("ACCELQUAL_PROFILE_JSON", _profile_json("lab-cpu", thresholds={"perf.launch": {"max": 1e-6}}))
+    result = run_cli("--device", "cpu", "--checks", "perf.launch", "--profile", "lab-cpu")
+    assert result.code == 1
+    assert result.report is not None and result.report.profile == "lab-cpu"
+
+
+def test_custom_profile_may_override_a_builtin_of_the_same_name(run_cli: RunCli,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCELQUAL_PROFILE_JSON",
+                       _profile_json("cpu-reference", thresholds={"perf.launch": {"max": 1e-6}}))
+    result = run_cli("--device", "cpu", "--checks", "perf.launch", "--profile", "cpu-reference")
+    assert result.code == 1
+    assert result.check("perf.launch").thresholds[0].max == 1e-6
+
+
+def test_explicit_other_profile_wins_over_the_environment(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCELQUAL_PROFILE_JSON", _profile_json("lab-cpu", thresholds={"perf.launch": {"max": 1e-6}}))
+    result = run_cli("--device", "cpu", "--checks", "perf.launch", "--profile", "cpu-reference")
     assert result.code == 0
     assert result.report is not None and result.report.profile == "cpu-reference"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from accelqual_probes.schema import MAX_VERDICT_BYTES, VERDICT_MARKER, Verdict
 
-from tests.probes.probe_helpers import RunCli, failed_ids, marked_report, run_subprocess
+from tests.probes.probe_helpers import RunCli, assert_operator_contract, failed_ids, marked_report, run_subprocess
 
 #: fault -> (the owning check, words its reason must contain, checks allowed to fail with it).
 FAULTS = {
@@ -40,6 +40,7 @@ def test_fault_is_caught_by_its_owning_check(run_cli: RunCli, fault: str) -> Non
     assert owner in failed_ids(result.report) <= allowed, f"unexpected failures: {failed_ids(result.report)}"
     errored = [c.id for c in result.report.checks if c.verdict is Verdict.ERROR]
     assert not errored, f"{fault} made checks error: {errored}"
+    assert_operator_contract(result.report)
 
 
 def test_corruption_is_named_as_silent_data_corruption_by_the_stress_check(run_cli: RunCli) -> None:

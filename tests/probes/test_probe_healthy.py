@@ -16,27 +16,28 @@ from pathlib import Path
 import pytest
 from accelqual_probes.catalog import Suite
 from accelqual_probes.runner import ProbeRequest, run_probe
-from accelqual_probes.schema import Category, OverallVerdict, Verdict
+from accelqual_probes.schema import Category, OverallVerdict, ProbeReport, Verdict
 
-from tests.probes.probe_helpers import marked_report, run_subprocess
+from tests.probes.probe_helpers import assert_operator_contract, marked_report, run_subprocess
 
 
-def _assert_healthy(report_verdict: OverallVerdict, details: list[tuple[str, str, str]]) -> None:
-    bad = [d for d in details if d[1] not in ("pass", "warn")]
-    assert report_verdict is OverallVerdict.PASS and not bad, bad
+def _assert_healthy(report: ProbeReport) -> None:
+    bad = [(c.id, c.verdict.value, c.reason) for c in report.checks if c.verdict not in (Verdict.PASS, Verdict.WARN)]
+    assert report.verdict is OverallVerdict.PASS and not bad, bad
+    assert_operator_contract(report)
 
 
 @pytest.mark.parametrize("repetition", range(2))
 def test_healthy_quick_suite_passes(repetition: int) -> None:
     report = run_probe(ProbeRequest(device="cpu", suite=Suite.QUICK))
-    _assert_healthy(report.verdict, [(c.id, c.verdict.value, c.reason) for c in report.checks])
+    _assert_healthy(report)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("repetition", range(10))
 def test_healthy_quick_suite_passes_ten_times(repetition: int) -> None:
     report = run_probe(ProbeRequest(device="cpu", suite=Suite.QUICK))
-    _assert_healthy(report.verdict, [(c.id, c.verdict.value, c.reason) for c in report.checks])
+    _assert_healthy(report)
 
 
 def test_quick_suite_from_the_console_script_is_fast_and_complete(tmp_path: Path) -> None:
@@ -47,8 +48,6 @@ def test_quick_suite_from_the_console_script_is_fast_and_complete(tmp_path: Path
                                capture_output=True, text=True, timeout=120, check=False)
     elapsed = time.monotonic() - started
     assert completed.returncode == 0, completed.stdout[-1500:] + completed.stderr[-1500:]
-    from accelqual_probes.schema import ProbeReport
-
     report = ProbeReport.parse_untrusted(output.read_text())
     assert {c.category for c in report.checks} == set(Category)
     # The budget is 10 s on an idle 2-core host (torch import included); the margin here
@@ -66,5 +65,5 @@ def test_two_probes_sharing_the_host_both_pass(tmp_path: Path) -> None:
     for completed in runs:
         assert completed.returncode == 0, completed.stderr[-1500:]
         report = marked_report(completed.stdout)
-        _assert_healthy(report.verdict, [(c.id, c.verdict.value, c.reason) for c in report.checks])
+        _assert_healthy(report)
         assert all(c.verdict is not Verdict.SKIP for c in report.checks)

@@ -42,7 +42,7 @@ def test_argument_forms(tmp_path: Path) -> None:
     assert named is not None and named.name == "mi300x"
     path = tmp_path / "p.json"
     path.write_text('{"name": "lab", "spec": {"displayName": "Lab", "vendor": "v", "deviceType": "cpu"}}')
-    loaded = load_profile_argument(str(path), '{"ignored": true}')
+    loaded = load_profile_argument(str(path), '{"ignored": true}')  # a file wins over the environment
     assert loaded is not None and loaded.name == "lab"
     from_env = load_profile_argument("auto", '{"name": "envp", "spec": {"displayName": "E", "vendor": "v", '
                                              '"deviceType": "cpu"}}')

@@ -19,8 +19,8 @@ from accelqual_probes.devices.base import DeviceOutOfMemoryError
 from accelqual_probes.devices.nvml import Nvml
 from accelqual_probes.evidence import Evidence
 from accelqual_probes.registry import CheckContext, CheckParams, Sizing, check
-from accelqual_probes.schema import Verdict
-from accelqual_probes.thresholds import ThresholdRule, evaluate, resolve
+from accelqual_probes.schema import Severity, Verdict
+from accelqual_probes.thresholds import ThresholdRule, resolve
 
 _BITS = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
 
@@ -87,14 +87,11 @@ def stress(ctx: CheckContext, params: StressParams) -> Evidence:
     verdict = evidence.judge(ctx.threshold(), mismatches, label="silent data corruption")
     if verdict is Verdict.FAIL:
         evidence.note(f"{int(sum(v for v, _ in mismatches))} result elements changed between identical GEMMs")
+    # A CPU host is shared (other probes, the OS): unstable throughput is worth a warning
+    # there, while on a dedicated accelerator it signals throttling and fails.
+    severity = Severity.FAIL if ctx.device.accelerator else Severity.WARN
     cv_threshold = resolve("cv", "", ThresholdRule(max=params.max_cv), None, "stability limit")
-    cv_verdict, cv_reason = evaluate(cvs, cv_threshold)
-    if cv_verdict is Verdict.FAIL and not ctx.device.accelerator:
-        # A CPU host is shared (other probes, the OS): unstable throughput is worth a
-        # warning there, while on a dedicated accelerator it signals throttling.
-        cv_verdict, cv_reason = Verdict.WARN, cv_reason + " (shared CPU host: warning only)"
-    evidence.thresholds.append(cv_threshold)
-    evidence.finding(cv_verdict, f"throughput stability: {cv_reason}")
+    evidence.judge(cv_threshold.model_copy(update={"severity": severity}), cvs, label="throughput stability")
     return evidence
 
 

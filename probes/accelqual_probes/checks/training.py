@@ -183,7 +183,9 @@ def train_step(ctx: CheckContext, params: TrainParams) -> Evidence:
         evidence.measure("loss_last", losses[-1], "", index)
         window = max(1, min(5, len(losses) // 4))
         first, last = sum(losses[:window]) / window, sum(losses[-window:]) / window
-        drops.append((1.0 - last / first if first else 0.0, index))
+        drop = 1.0 - last / first if first else 0.0
+        drops.append((drop, index))
+        evidence.measure("loss_drop", drop, "", index)
         deviation = max(abs(a - b) for a, b in zip(losses, expected, strict=True))
         deviations.append((deviation, index))
         evidence.measure("trajectory_deviation", deviation, "", index)
