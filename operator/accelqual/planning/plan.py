@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from accelqual_probes.catalog import select
+from accelqual_probes.catalog import BY_ID, select
 from accelqual_probes.schema import OverallVerdict
 
 from accelqual.constants import (
@@ -59,7 +59,7 @@ from accelqual.planning.fleet import Outlier, common_factor, find_outliers
 from accelqual.planning.naming import evidence_key, run_id
 from accelqual.planning.podspec import ProbeTarget, build_probe_pod
 from accelqual.planning.profiles import expected_devices, profile_for, resource_count
-from accelqual.planning.snapshot import NodeInfo, NodeResult, ProbePodInfo, Snapshot, Taint
+from accelqual.planning.snapshot import CheckOutcome, NodeInfo, NodeResult, ProbePodInfo, Snapshot, Taint
 from accelqual.planning.summary import build_summary
 
 #: A probe pod still running this long past its own deadline is given up on (the kubelet
@@ -113,7 +113,7 @@ def plan(
     _handle_resume(spec, snap, st, out, spec_changed, now)
     active = _decide_run(spec, snap, st, out, spec_changed, pool, now)
     st.observed_generation = snap.generation
-    st.evidence_backlog = len(snap.evidence_pending)
+    st.evidence_backlog = len(snap.evidence_pending) + snap.evidence_outbox
     set_condition(st, ConditionType.READY, True, Reason.SPEC_VALID, "spec accepted", now, snap.generation)
 
     if active is None:
@@ -460,9 +460,46 @@ def _node_event(spec: QualificationSpec, snap: Snapshot, run: str, view: NodeVie
         where = f"; evidence s3://{spec.report.bucket}/{key}"
     reason = "QualificationFailed" if verdict is OverallVerdict.FAIL else "QualificationInconclusive"
     taint = f"; tainted {spec.on_failure.taint.key}" if verdict is OverallVerdict.FAIL else ""
-    return PostEvent("Node", view.node.name, "Warning", reason,
-                     f"{snap.name} run {run}: {view.reason}{taint}{where}"[:1024],
+    what = _failure_details(view.result) if verdict is OverallVerdict.FAIL else ""
+    # The evidence URI goes before the details are cut to fit, so `kubectl describe node` always shows it.
+    head = f"{snap.name} run {run}: "
+    tail = f"{taint}{where}"
+    body = (what or view.reason)[:max(0, 1024 - len(head) - len(tail))]
+    return PostEvent("Node", view.node.name, "Warning", reason, f"{head}{body}{tail}"[:1024],
                      key=f"{snap.name}/{run}/{verdict.value}")
+
+
+def _failure_details(result: NodeResult | None, most: int = 4) -> str:
+    """Which checks failed and by how much: measured value against the limit, and the check's own reason."""
+    if result is None:
+        return ""
+    parts: list[str] = []
+    for check_id in result.failed_checks[:most]:
+        outcome = result.checks.get(check_id)
+        if outcome is None or outcome.verdict not in ("fail", "error"):
+            continue  # a fleet outlier: the node's reason describes it
+        parts.append(f"{check_id} {outcome.verdict}ed: {_against_limit(check_id, outcome)}")
+    if not parts:
+        return ""
+    more = len(result.failed_checks) - most
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _against_limit(check_id: str, outcome: CheckOutcome) -> str:
+    unit = BY_ID[check_id].unit if check_id in BY_ID else ""
+    value, low, high = outcome.value, outcome.minimum, outcome.maximum
+    reason = outcome.reason or "no reason given"
+    if value is None or (low is None and high is None):
+        return reason
+    limit: float
+    if low is not None and (value < low or high is None or value <= high):
+        limit, bound = low, ">="
+    else:
+        assert high is not None
+        limit, bound = high, "<="
+    off = f", {abs(value - limit) / abs(limit):.0%} {'below' if value < limit else 'above'} it" if limit else ""
+    return f"measured {value:.4g} {unit} against limit {bound} {limit:.4g} {unit}{off} ({reason})".replace(
+        "  ", " ")
 
 
 def _dry_run_event(run: str, view: NodeView, mark: MarkNode) -> PostEvent:
@@ -518,7 +555,7 @@ def _complete_run(spec: QualificationSpec, snap: Snapshot, st: QualificationStat
                                  finished=now, summary=s,
                                  nodes=[(v.node.name, v.verdict, v.reason, v.result, v.state.value)
                                         for v in views.values()],
-                                 outliers=outliers)
+                                 outliers=outliers, custom_profiles=snap.custom_profiles)
         out.actions.append(UploadSummary(run, document))
     kind = "Warning" if s.failed or s.inconclusive else "Normal"
     out.actions.append(PostEvent("Qualification", snap.name, kind, Reason.RUN_COMPLETED.value, text,

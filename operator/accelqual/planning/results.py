@@ -24,12 +24,16 @@ from accelqual_probes.schema import (
     ProbeReport,
     ReportError,
     Severity,
+    Threshold,
     Verdict,
     overall_verdict,
 )
-from accelqual_probes.thresholds import consistent
+from accelqual_probes.thresholds import consistent, evaluate
 
 from accelqual.planning.snapshot import CheckOutcome, NodeResult, ProbePodInfo
+
+#: Longest check reason kept per check in memory (Events, summary); the full one is in the report.
+MAX_CHECK_REASON = 200
 
 #: Pod exit codes of `accelqual probe`.
 EXIT_CODES = {0: OverallVerdict.PASS, 1: OverallVerdict.FAIL, 2: OverallVerdict.INCONCLUSIVE}
@@ -121,7 +125,7 @@ def evaluate_pod(
 
     if inconsistent:
         reason = f"{reason} (operator re-evaluated {', '.join(inconsistent[:4])} against the profile)"
-    outcomes = {c.id: CheckOutcome(verdict=c.verdict.value, value=_primary_value(c)) for c in checks}
+    outcomes = {c.id: _outcome(c) for c in checks}
     return NodeResult(
         node=pod.node,
         run_id=pod.run_id,
@@ -131,6 +135,7 @@ def evaluate_pod(
         checks=outcomes,
         profile=report.profile,
         driver_version=report.inventory.driver_version or "",
+        probe_version=report.inventory.probe_version or "",
         report_json=canonical,
         report_sha256=digest,
         duration_seconds=report.duration_seconds,
@@ -156,8 +161,7 @@ def _recheck(check: CheckResult, report: ProbeReport, profile: CardProfileSpec |
             return check.model_copy(update={"verdict": Verdict.ERROR,
                                             "reason": f"no measurement of thresholded metric {threshold.metric}"})
         if not consistent(values, threshold):
-            return check.model_copy(update={"verdict": Verdict.FAIL,
-                                            "reason": f"measured {threshold.metric} violates its own threshold"})
+            return _refuted(check, threshold, "violates its own threshold")
     spec = BY_ID.get(check.id)
     if profile is not None and spec is not None and spec.metric and not profile.relative_to_reference:
         basis, _ = profile.basis(spec)
@@ -167,10 +171,32 @@ def _recheck(check: CheckResult, report: ProbeReport, profile: CardProfileSpec |
             values = by_metric.get(spec.metric)
             if (threshold.min is not None or threshold.max is not None) and values is not None \
                     and not consistent(values, threshold):
-                return check.model_copy(update={"verdict": Verdict.FAIL,
-                                                "reason": f"{spec.metric} outside the profile's limit "
-                                                          f"({threshold.basis})"})
+                return _refuted(check, threshold, f"outside the profile's limit ({threshold.basis})")
     return check
+
+
+def _refuted(check: CheckResult, threshold: Threshold, why: str) -> CheckResult:
+    """`check` failed by the operator against `threshold`, its reason saying by how much."""
+    _, measured = evaluate([(m.value, m.device) for m in check.measurements if m.metric == threshold.metric],
+                           threshold)
+    return check.model_copy(update={"verdict": Verdict.FAIL, "reason": f"{measured} ({why})"[:MAX_CHECK_REASON],
+                                    "thresholds": [*check.thresholds, threshold.model_copy(
+                                        update={"severity": Severity.FAIL})][-64:]})
+
+
+def _outcome(check: CheckResult) -> CheckOutcome:
+    """What the operator keeps of a check: primary value, the fail limit on it, and why it did not pass."""
+    spec = BY_ID.get(check.id)
+    limit = next((t for t in reversed(check.thresholds)
+                  if t.severity is Severity.FAIL and spec is not None and t.metric == spec.metric), None)
+    return CheckOutcome(
+        verdict=check.verdict.value,
+        value=_primary_value(check),
+        minimum=limit.min if limit is not None else None,
+        maximum=limit.max if limit is not None else None,
+        reason=_printable(check.reason)[:MAX_CHECK_REASON] if check.verdict is not Verdict.PASS else "",
+        duration_seconds=check.duration_seconds,
+    )
 
 
 def _primary_value(check: CheckResult) -> float | None:

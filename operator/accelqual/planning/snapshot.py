@@ -76,6 +76,12 @@ class CheckOutcome:
 
     verdict: str
     value: float | None = None
+    #: The fail limit applied to that value on this node (the report's, or the operator's re-check).
+    minimum: float | None = None
+    maximum: float | None = None
+    #: The check's own reason when it did not pass, e.g. "device 0: membw_gbs 12.3 GB/s < 40.1 GB/s".
+    reason: str = ""
+    duration_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,8 @@ class NodeResult:
     checks: Mapping[str, CheckOutcome] = field(default_factory=dict)
     profile: str = ""
     driver_version: str = ""
+    #: `inventory.probeVersion` of the report (the probe build that measured).
+    probe_version: str = ""
     #: The validated report, canonical JSON, and its SHA-256 (None when the output was unusable).
     report_json: str | None = None
     report_sha256: str | None = None
@@ -118,3 +126,5 @@ class Snapshot:
     custom_profiles: Mapping[str, CardProfileSpec] = field(default_factory=dict)
     #: Probe pods whose evidence is not in S3 yet: they are the outbox and must not be deleted.
     evidence_pending: frozenset[str] = frozenset()
+    #: Evidence objects held in the durable outbox (in the cluster) until S3 takes them.
+    evidence_outbox: int = 0
