@@ -90,14 +90,15 @@ class Evidence:
 def conclude(evidence: Evidence) -> tuple[Verdict, str]:
     """The verdict of a check: its most severe finding decides; no finding at all is an error."""
     if not evidence.findings:
-        return Verdict.ERROR, _clip("; ".join(["check produced no verdict", *evidence.notes]))
+        return Verdict.ERROR, clip("; ".join(["check produced no verdict", *evidence.notes]))
     worst = max(evidence.findings, key=lambda f: _SEVERITY.get(f.verdict, 2)).verdict
     deciding = [f.reason for f in evidence.findings if f.verdict is worst]
     others = [f.reason for f in evidence.findings if f.verdict is not worst and f.verdict is not Verdict.PASS]
     if worst is Verdict.PASS:
         deciding = deciding[:3] + ([f"(+{len(deciding) - 3} more)"] if len(deciding) > 3 else [])
-    return worst, _clip("; ".join([*deciding, *others, *evidence.notes]))
+    return worst, clip("; ".join([*deciding, *others, *evidence.notes]))
 
 
-def _clip(text: str) -> str:
+def clip(text: str) -> str:
+    """A reason cut to the schema's length limit."""
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from accelqual_probes.devices.base import is_out_of_memory
-from accelqual_probes.evidence import CheckCancelledError, Evidence, NotApplicableError, conclude
+from accelqual_probes.evidence import CheckCancelledError, Evidence, NotApplicableError, clip, conclude
 from accelqual_probes.registry import CheckContext, CheckDef, Sizing
-from accelqual_probes.schema import MAX_REASON, CheckResult, Verdict
+from accelqual_probes.schema import CheckResult, Verdict
 
 _abandoned: list[threading.Thread] = []
 _abandoned_lock = threading.Lock()
@@ -103,10 +103,10 @@ def run_check(definition: CheckDef, ctx: CheckContext, sizing: Sizing, timeout_s
     worker.join()
     if outcome.skip_reason is not None:
         return CheckResult(id=definition.id, category=definition.category, verdict=Verdict.SKIP,
-                           reason=_clip(outcome.skip_reason), duration_seconds=round(duration, 3))
+                           reason=clip(outcome.skip_reason), duration_seconds=round(duration, 3))
     if outcome.error is not None or outcome.evidence is None:
         return CheckResult(id=definition.id, category=definition.category, verdict=Verdict.ERROR,
-                           reason=_clip(outcome.error or "check returned no evidence"),
+                           reason=clip(outcome.error or "check returned no evidence"),
                            duration_seconds=round(duration, 3))
     verdict, reason = conclude(outcome.evidence)
     return CheckResult(
@@ -114,7 +114,3 @@ def run_check(definition: CheckDef, ctx: CheckContext, sizing: Sizing, timeout_s
         measurements=outcome.evidence.measurements, thresholds=outcome.evidence.thresholds[:64],
         duration_seconds=round(duration, 3),
     )
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."

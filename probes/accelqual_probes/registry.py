@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -169,8 +170,6 @@ class CheckRegistry:
         return register
 
     def add(self, definition: CheckDef) -> None:
-        import re
-
         with self._lock:
             check_id = definition.id
             if not re.match(CHECK_ID_PATTERN, check_id) or len(check_id) > 64:
