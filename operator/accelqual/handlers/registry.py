@@ -17,10 +17,12 @@ import kopf
 from accelqual_probes.profiles import CardProfileSpec
 from pydantic import ValidationError
 
-from accelqual.adapters.objects import busy_pod, is_probe_pod, node_info, pod_qualification, probe_pod_info
-from accelqual.constants import CARDPROFILES, GROUP, LABEL_APP_MANAGED_BY, MANAGER, QUALIFICATIONS, VERSION
+from accelqual.adapters.objects import node_info
+from accelqual.adapters.watch import Connection
+from accelqual.constants import CARDPROFILES, GROUP, QUALIFICATIONS, VERSION
+from accelqual.handlers.mirrors import PodMirrors
 from accelqual.handlers.reconcile import ClusterView, Reconciler
-from accelqual.planning.snapshot import NodeInfo, ProbePodInfo
+from accelqual.planning.snapshot import NodeInfo
 
 log = logging.getLogger("accelqual.handlers")
 
@@ -59,23 +61,21 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
         state.wake()
         return {name: node_info(body)}
 
-    @kopf.index("pods", labels={LABEL_APP_MANAGED_BY: MANAGER}, registry=registry, id="probe_pods")
-    async def probe_pods(body: kopf.Body, **_: Any) -> dict[str, tuple[ProbePodInfo, str | None]] | None:
-        qualification = pod_qualification(body)
-        if qualification is None:
-            return None
-        state.wake(qualification)
-        return {qualification: probe_pod_info(body)}
+    # Pods are mirrored by lean watches rather than kopf indexes (see adapters/watch.py for why).
+    mirrors = PodMirrors(Connection(reconciler.kube.configuration), reconciler.config.namespace, state.wake)
+    mirror_stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
 
-    @kopf.index("pods", registry=registry, id="busy")
-    async def busy(body: kopf.Body, **_: Any) -> dict[str, frozenset[str]] | None:
-        if is_probe_pod(body):
-            return None
-        found = busy_pod(body)
-        if found is None:
-            return None
-        state.wake()
-        return {found[0]: found[1]}
+    @kopf.on.startup(registry=registry, id="pod-mirrors")
+    async def start_mirrors(**_: Any) -> None:
+        mirror_stop.clear()
+        tasks.append(asyncio.create_task(mirrors.run(mirror_stop), name="accelqual-pod-mirrors"))
+
+    @kopf.on.cleanup(registry=registry, id="pod-mirrors")
+    async def stop_mirrors(**_: Any) -> None:
+        mirror_stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        tasks.clear()
 
     @kopf.index(GROUP, VERSION, CARDPROFILES, registry=registry, id="profiles")
     async def profiles(name: str, spec: kopf.Spec, logger: kopf.Logger, **_: Any) -> dict[str, CardProfileSpec | str]:
@@ -98,9 +98,11 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
     @kopf.daemon(GROUP, VERSION, QUALIFICATIONS, registry=registry, id="reconcile", cancellation_timeout=10.0)
     async def reconcile(*, name: str, body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
         # kopf passes each index as a keyword argument named after its id.
-        view = ClusterView(nodes=kwargs["nodes"], probe_pods=kwargs["probe_pods"], busy=kwargs["busy"],
+        view = ClusterView(nodes=kwargs["nodes"], probe_pods=mirrors.probe_pods, busy=mirrors.busy,
                            profiles=kwargs["profiles"])
         waker = state.waker(name)
+        # Like kopf with its indexes: no decision before the pods of the cluster are known.
+        await mirrors.wait_ready()
         try:
             while not stopped:
                 waker.clear()

@@ -1,0 +1,118 @@
+"""The lean pod mirror stays correct through cut watches, API errors and field-selector transitions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from accelqual.adapters.kube import KubeClient
+from accelqual.adapters.watch import Connection, ResourceMirror
+from accelqual.handlers.mirrors import PodMirrors
+from accelqual.sim.emulator import FaultRule
+from accelqual.sim.server import EmulatorServer
+
+
+@pytest.fixture
+def server() -> Iterator[EmulatorServer]:
+    with EmulatorServer() as running:
+        running.emulator.create("namespaces", {"metadata": {"name": "probes"}})
+        running.emulator.create("namespaces", {"metadata": {"name": "work"}})
+        yield running
+
+
+def connection(server: EmulatorServer) -> Connection:
+    return Connection(KubeClient.for_url(server.url).configuration)
+
+
+def pod(name: str, namespace: str, *, node: str | None = None, gpus: int = 0, phase: str | None = None,
+        labels: dict[str, str] | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "c", "image": "x"}
+    if gpus:
+        container["resources"] = {"requests": {"nvidia.com/gpu": str(gpus)}, "limits": {"nvidia.com/gpu": str(gpus)}}
+    body: dict[str, Any] = {"metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+                            "spec": {"containers": [container]}}
+    if node:
+        body["spec"]["nodeName"] = node
+    if phase:
+        body["status"] = {"phase": phase}
+    return body
+
+
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+async def test_mirror_follows_creates_updates_and_deletes_and_survives_cut_watches(server: EmulatorServer) -> None:
+    emulator = server.emulator
+    emulator.faults.add(FaultRule(action="watch", resource="pods", cut_watch_after=2, status=None, count=3))
+    changes: list[str] = []
+    mirror: ResourceMirror[str] = ResourceMirror(
+        connection(server), "/api/v1/namespaces/work/pods",
+        parse=lambda obj: obj["metadata"].get("labels", {}).get("v"), on_change=lambda k, o, n: changes.append(k))
+    stop = asyncio.Event()
+    task = asyncio.create_task(mirror.run(stop))
+    try:
+        await asyncio.wait_for(mirror.ready.wait(), 5)
+        for i in range(6):
+            emulator.create("pods", pod(f"p{i}", "work", labels={"v": "1"}))
+        emulator.patch("pods", "work", "p0", {"metadata": {"labels": {"v": "2"}}})
+        emulator.delete("pods", "work", "p1")
+        await eventually(lambda: len(mirror) == 5 and mirror["work/p0"] == "2")
+        assert "work/p1" not in list(mirror)
+        assert mirror.relists == 1, "cut watches resume from the resourceVersion without relisting"
+    finally:
+        stop.set()
+        await task
+
+
+async def test_mirror_relists_after_410_gone_and_retries_api_errors(server: EmulatorServer) -> None:
+    emulator = server.emulator
+    mirror: ResourceMirror[str] = ResourceMirror(connection(server), "/api/v1/namespaces/work/pods",
+                                                 parse=lambda obj: obj["metadata"]["name"])
+    emulator.faults.add(FaultRule(action="list", resource="pods", status=503, count=1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(mirror.run(stop))
+    try:
+        await asyncio.wait_for(mirror.ready.wait(), 10)
+        emulator.faults.add(FaultRule(action="watch", resource="pods", status=410, count=1))
+        emulator.faults.add(FaultRule(action="watch", resource="pods", cut_watch_after=0, status=None, count=1))
+        emulator.create("pods", pod("late", "work"))
+        await eventually(lambda: "work/late" in list(mirror), within=10)
+    finally:
+        stop.set()
+        await task
+
+
+async def test_pod_mirrors_group_probe_pods_by_qualification_and_busy_pods_by_node(server: EmulatorServer) -> None:
+    emulator = server.emulator
+    woken: list[str | None] = []
+    mirrors = PodMirrors(connection(server), "probes", woken.append)
+    stop = asyncio.Event()
+    task = asyncio.create_task(mirrors.run(stop))
+    try:
+        await asyncio.wait_for(mirrors.wait_ready(), 5)
+        probe = pod("aq-1", "probes", labels={"app.kubernetes.io/managed-by": "accelqual-operator"})
+        probe["metadata"]["annotations"] = {"accelqual.io/qualification": "pool-a", "accelqual.io/node": "n1"}
+        emulator.create("pods", probe)
+        emulator.create("pods", pod("train", "work", node="n2", gpus=8, phase="Running"))
+        emulator.create("pods", pod("web", "work", node="n3", phase="Running"))  # no accelerators: not busy
+        await eventually(lambda: "pool-a" in mirrors.probe_pods and "n2" in mirrors.busy)
+        assert [info.node for info, _ in mirrors.probe_pods["pool-a"]] == ["n1"]
+        assert list(mirrors.busy["n2"]) == [frozenset({"nvidia.com/gpu"})]
+        assert "n3" not in mirrors.busy
+        assert "pool-a" in woken
+        # A finished workload leaves the field selector: the node becomes idle.
+        emulator.patch("pods", "work", "train", {"status": {"phase": "Succeeded"}}, subresource="status")
+        await eventually(lambda: "n2" not in mirrors.busy)
+        emulator.delete("pods", "probes", "aq-1")
+        await eventually(lambda: "pool-a" not in mirrors.probe_pods)
+    finally:
+        stop.set()
+        await task
