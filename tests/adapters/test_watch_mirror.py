@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from accelqual.adapters.kube import KubeClient
 from accelqual.adapters.watch import Connection, ResourceMirror
 from accelqual.handlers.mirrors import PodMirrors
