@@ -21,9 +21,11 @@ from accelqual.adapters.kube import MERGE_PATCH, KubeClient, KubeError, node_pat
 from accelqual.adapters.metrics import Metrics
 from accelqual.handlers.reconcile import OperatorConfig, Reconciler
 from accelqual.runtime import OperatorOptions, make_reconciler, run_operator
+from accelqual.sim.emulator import ClusterEmulator
 from accelqual.sim.kubelet import ProbeRunner, SimNode, SimulatedKubelet, SubprocessProbeRunner
 from accelqual.sim.s3 import ACCESS_KEY, REGION, SECRET_KEY, LocalS3
 from accelqual.sim.server import EmulatorServer
+from accelqual.sim.simclock import SimClock
 
 log = logging.getLogger("accelqual.sim")
 
@@ -86,9 +88,12 @@ class SimulatedCluster:
         with_s3: bool = True,
         namespace: str = NAMESPACE,
         operator_options: Callable[[OperatorOptions], OperatorOptions] | None = None,
+        clock: SimClock | None = None,
     ) -> None:
         self.namespace = namespace
-        self.server = EmulatorServer()
+        #: Simulated time shared by the API server, kubelet and operator (None: real time).
+        self.clock = clock
+        self.server = EmulatorServer(ClusterEmulator(clock=clock.now) if clock is not None else None)
         self.s3: LocalS3 | None = LocalS3() if with_s3 else None
         self._runner = runner or SubprocessProbeRunner(threads=1)
         self._kubelet_parallel = kubelet_parallel
@@ -117,8 +122,10 @@ class SimulatedCluster:
                          "AWS_SECRET_ACCESS_KEY": base64.b64encode(SECRET_KEY.encode()).decode()},
             })
         self.kubelet = SimulatedKubelet(self.api, self.sim_nodes, self._runner, max_parallel=self._kubelet_parallel,
-                                        interval=self._kubelet_interval,
-                                        log_sink=self.server.emulator.set_pod_log).start()
+                                        interval=self._kubelet_interval, log_sink=self.server.emulator.set_pod_log)
+        if self.clock is not None:
+            self.kubelet.clock, self.kubelet.wallclock = self.clock.elapsed, self.clock.now
+        self.kubelet.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -152,6 +159,8 @@ class SimulatedCluster:
     def options(self) -> OperatorOptions:
         options = OperatorOptions(config=OperatorConfig(namespace=self.namespace, secret_namespace=self.namespace),
                                   server=self.server.url, debounce=0.2)
+        if self.clock is not None:
+            options = replace(options, clock=self.clock.now, time_scale=self.clock.scale)
         return self._customize(options) if self._customize else options
 
     def start_operator(self, **changes: Any) -> OperatorThread:

@@ -53,8 +53,8 @@ ObjectKey = tuple[str, str]  # (namespace or '', name)
 MAX_OBJECT_BYTES = 1_572_864
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_rfc3339(clock: Callable[[], datetime] | None = None) -> str:
+    return (clock() if clock is not None else datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def encode(obj: JsonObj) -> bytes:
@@ -145,8 +145,11 @@ def _spec_part(obj: JsonObj) -> JsonObj:
 class ObjectStore:
     """All objects of all resources, with the history and watches described in the module docstring."""
 
-    def __init__(self, history_limit: int = 10_000, watch_queue_limit: int = 10_000) -> None:
+    def __init__(self, history_limit: int = 10_000, watch_queue_limit: int = 10_000,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.history_limit = history_limit
+        #: The server's time for creation/deletion timestamps (a simulated clock in rehearsals).
+        self.clock = clock
         self.watch_queue_limit = watch_queue_limit
         self._rv = 0
         self._specs: dict[str, ResourceSpec] = {}
@@ -233,7 +236,7 @@ class ObjectStore:
         if (namespace, name) in self._objects[spec.key]:
             raise errors.already_exists(spec.plural, spec.group, name)
         meta = {k: v for k, v in meta.items() if k not in SYSTEM_METADATA}
-        meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+        meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(self.clock), generation=1)
         if spec.namespaced:
             meta["namespace"] = namespace
         obj = {"apiVersion": spec.api_version, "kind": spec.kind, **obj, "metadata": meta}
@@ -291,7 +294,7 @@ class ObjectStore:
             return old  # already terminating: waits for its finalizers
         if meta.get("finalizers"):
             new = dict(old)
-            new["metadata"] = {**meta, "deletionTimestamp": now_rfc3339(), "deletionGracePeriodSeconds": 0}
+            new["metadata"] = {**meta, "deletionTimestamp": now_rfc3339(self.clock), "deletionGracePeriodSeconds": 0}
             self._commit(spec, key, "MODIFIED", new, old)
             return new
         return self._remove(spec, key, old, propagation=propagation)

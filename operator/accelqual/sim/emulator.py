@@ -27,6 +27,7 @@ import concurrent.futures
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Self, TypeVar
 
 import aiohttp.web
@@ -80,6 +81,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     request_log_size: int = 200
     #: Seconds a Python call from another thread waits for the emulator loop.
     call_timeout: float = 30.0
+    #: The server's time for creation/deletion timestamps; None: the real UTC time (rehearsals
+    #: pass a simulated clock, so that object ages agree with the operator's `now`).
+    clock: Callable[[], datetime] | None = None
 
     _store: ObjectStore = attrs.field(init=False)
     _specs: dict[str, ResourceSpec] = attrs.field(init=False, factory=dict)
@@ -91,7 +95,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        self._store = ObjectStore(history_limit=self.history_limit, watch_queue_limit=self.history_limit)
+        self._store = ObjectStore(history_limit=self.history_limit, watch_queue_limit=self.history_limit,
+                                  clock=self.clock)
         for spec in default_resources():
             self.register_spec(spec)
         for namespace in ("default", "kube-system"):

@@ -141,8 +141,8 @@ class SubprocessProbeRunner:
         return _Process(popen, out_path, term_path, workdir)
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def tolerates(tolerations: Sequence[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
@@ -217,6 +217,7 @@ class SimulatedKubelet:
     def __init__(self, kube: KubeClient, nodes: Mapping[str, SimNode], runner: ProbeRunner, *,
                  max_parallel: int = 2, interval: float = 0.2,
                  clock: Callable[[], float] = time.monotonic,
+                 wallclock: Callable[[], datetime] = _utc_now,
                  log_sink: Callable[[str, str, str], None] | None = None) -> None:
         self.kube = kube
         self.nodes = dict(nodes)
@@ -224,6 +225,8 @@ class SimulatedKubelet:
         self.max_parallel = max_parallel
         self.interval = interval
         self.clock = clock
+        #: Time stamped on pod status (start and finish times); a simulated clock in rehearsals.
+        self.wallclock = wallclock
         # Where container output goes: the emulator's log store in-process (a real kubelet keeps logs
         # on the node and the API server proxies them), else the emulator-only PUT .../log endpoint.
         self.log_sink = log_sink
@@ -246,6 +249,9 @@ class SimulatedKubelet:
         for probe, _, _ in self._running.values():
             probe.kill()
         self._running.clear()
+
+    def _now(self) -> str:
+        return self.wallclock().strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -309,10 +315,10 @@ class SimulatedKubelet:
         is_probe = (meta.get("labels") or {}).get("app.kubernetes.io/component") == "probe"
         if is_probe and len(self._running) >= self.max_parallel:
             return  # ContainerCreating: waits for a free slot on this machine
-        status: dict[str, Any] = {"phase": "Running", "startTime": _now(), "hostIP": "127.0.0.1",
+        status: dict[str, Any] = {"phase": "Running", "startTime": self._now(), "hostIP": "127.0.0.1",
                                   "containerStatuses": [{"name": c["name"], "ready": True, "restartCount": 0,
                                                          "image": c.get("image", ""),
-                                                         "state": {"running": {"startedAt": _now()}}}
+                                                         "state": {"running": {"startedAt": self._now()}}}
                                                         for c in pod["spec"].get("containers") or []]}
         self.kube.patch(pod_path(meta["namespace"], meta["name"]) + "/status", {"status": status}, MERGE_PATCH)
         if not is_probe:
@@ -343,7 +349,7 @@ class SimulatedKubelet:
             except KubeError as exc:
                 log.warning("storing the log of %s failed: %s", meta["name"], exc)
             terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                          "finishedAt": _now(), "message": "" if reason else probe.termination_message()}
+                          "finishedAt": self._now(), "message": "" if reason else probe.termination_message()}
             status: dict[str, Any] = {
                 "phase": "Succeeded" if code == 0 else "Failed",
                 "containerStatuses": [{"name": "probe", "ready": False, "restartCount": 0,

@@ -177,10 +177,15 @@ class ModelledProbeRunner:
 
     def __init__(self, *, duration: float = 0.5, seed: int = 0, noise: float = 0.02,
                  clock: Callable[[], float] = time.monotonic,
-                 profiles: Mapping[str, CardProfileSpec] | None = None) -> None:
+                 profiles: Mapping[str, CardProfileSpec] | None = None,
+                 jitter: float = 0.0, wallclock: Callable[[], datetime] | None = None) -> None:
         self.duration = duration
         self.noise = noise
         self.clock = clock
+        #: Each probe's duration varies by up to this fraction (drawn from the seeded generator).
+        self.jitter = jitter
+        #: The time stamped on reports (a simulated clock in rehearsals); None: the real time.
+        self.wallclock = wallclock
         self.profiles = dict(profiles or BUILTIN)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -201,7 +206,12 @@ class ModelledProbeRunner:
         profile = self.profiles.get(profile_name, BUILTIN["cpu-reference"])
         with self._lock:
             seed = self._rng.random()
-        report = modelled_report(node, profile_name, profile, suite, checks, random.Random(seed), noise=self.noise)
+            duration = self.duration
+            if self.jitter:
+                duration *= 1.0 + self.jitter * (2.0 * self._rng.random() - 1.0)
+        started = self.wallclock() if self.wallclock is not None else None
+        report = modelled_report(node, profile_name, profile, suite, checks, random.Random(seed), noise=self.noise,
+                                 started=started)
         code = {"pass": 0, "fail": 1, "inconclusive": 2}[report.verdict.value]
         output = f"accelqual probe: {len(checks)} checks on {node.name}\n{REPORT_MARKER}{report.to_json()}\n"
         termination = VERDICT_MARKER + CompactVerdict.of(report).model_dump_json(by_alias=True)
@@ -222,5 +232,5 @@ class ModelledProbeRunner:
         elif behaviour == "silent":
             output, termination, code = "", "", 0
         elif behaviour == "hang":
-            return _Modelled("started\n", "", None, self.duration, self.clock)
-        return _Modelled(output, termination, code, self.duration, self.clock)
+            return _Modelled("started\n", "", None, duration, self.clock)
+        return _Modelled(output, termination, code, duration, self.clock)
