@@ -48,7 +48,7 @@ async def run_operator(
     """Run until `stop_flag` is set (or a signal arrives when run from the CLI)."""
     own = reconciler is None
     reconciler = reconciler or make_reconciler(options)
-    if options.metrics_port is not None:
+    if options.metrics_port is not None:  # 0: any free port (tests); `reconciler.metrics.port` says which
         reconciler.metrics.serve(options.metrics_port)
     registry = build_registry(reconciler, debounce=options.debounce, time_scale=options.time_scale)
     try:
@@ -62,6 +62,7 @@ async def run_operator(
             ready_flag=ready_flag,
         )
     finally:
+        reconciler.metrics.stop_serving()
         if own:
             reconciler.close()
             reconciler.kube.close()

@@ -1,10 +1,12 @@
-"""S3 evidence: per-node reports and run summaries, content-addressed by their SHA-256.
+"""S3 evidence: per-node reports, run summaries and human reports, each stored with its SHA-256.
 
 boto3 against any S3 API (AWS, MinIO, Ceph) with an optional custom endpoint.
-Credentials come from a Secret named in the spec (read by the handler and passed in)
-or from boto3's default chain (environment, IRSA web identity, instance profile).
-Uploads retry with backoff; a failure leaves the evidence in the outbox (the probe pod
-is kept) and the status reports the backlog.
+Credentials come from a Secret named in the spec (read by the handler and passed in as
+explicit keys) or, when no Secret is named, from boto3's default chain: environment
+variables, then IRSA web identity (`AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, the
+token exchanged with STS when first needed), shared files, then the instance profile.
+Each call retries a few times; a failure raises `EvidenceError`, and the caller
+(`handlers.delivery`) keeps the evidence in the durable outbox.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class S3Evidence:
             s3={"addressing_style": "path"} if endpoint else None,
         )
         kwargs: dict[str, Any] = {"config": config}
+        self._explicit = credentials is not None
         if region:
             kwargs["region_name"] = region
         if endpoint:
@@ -66,7 +69,18 @@ class S3Evidence:
             kwargs["aws_secret_access_key"] = credentials.secret_access_key
             if credentials.session_token:
                 kwargs["aws_session_token"] = credentials.session_token
-        self._client: Any = boto3.session.Session().client("s3", **kwargs)
+        self._session: Any = boto3.session.Session()
+        self._client: Any = self._session.client("s3", **kwargs)
+
+    @property
+    def credential_source(self) -> str | None:
+        """Where the credentials come from: `explicit` (a Secret), or the default chain's provider
+        (`env`, `assume-role-with-web-identity`, `shared-credentials-file`, `iam-role`...); None if none.
+        Resolving the provider does not contact STS or S3."""
+        if self._explicit:
+            return "explicit"
+        credentials = self._session.get_credentials()
+        return None if credentials is None else str(credentials.method)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -80,13 +94,18 @@ class S3Evidence:
             raise EvidenceError(_describe(exc)) from None
         return digest
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, max_bytes: int = 64 * 1024 * 1024) -> bytes:
+        """The object at `key` (at most `max_bytes`; a bigger one is refused, not truncated)."""
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=key)
-            data: bytes = response["Body"].read()
-            return data
+            if int(response.get("ContentLength") or 0) > max_bytes:
+                raise EvidenceError(f"s3://{self.bucket}/{key} is larger than {max_bytes} bytes")
+            data: bytes = response["Body"].read(max_bytes + 1)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise EvidenceError(_describe(exc)) from None
+        if len(data) > max_bytes:
+            raise EvidenceError(f"s3://{self.bucket}/{key} is larger than {max_bytes} bytes")
+        return data
 
     def ensure_bucket(self) -> None:
         """Create the bucket if missing (for simulations and fresh MinIO; production buckets exist)."""
@@ -96,6 +115,16 @@ class S3Evidence:
             self._client.create_bucket(Bucket=self.bucket)
         except botocore.exceptions.BotoCoreError as exc:
             raise EvidenceError(_describe(exc)) from None
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of `s3://bucket/key`; `ValueError` for anything else."""
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    if not bucket or not key:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    return bucket, key
 
 
 def _describe(exc: Exception) -> str:

@@ -1,87 +1,153 @@
 """Prometheus metrics, all in one place, prefix `accelqual_`; help text says what a value means.
 
+The reconciler feeds this module (statuses it wrote, results it collected, marks it
+applied, evidence it moved); `accelqual operator --metrics-port` serves it, and the
+shipped alerts (`helm/accelqual/files/alerts.yaml`) and dashboard query it, so a
+metric renamed here must be renamed there (a test checks the dashboard).
+
 Each operator owns a `CollectorRegistry` (several operators can live in one test process).
-Cardinality is bounded: per-node series exist only for nodes of a Qualification's
-current run and are removed when a new run starts.
+Cardinality is bounded: per-node series exist only for the nodes of a Qualification's
+current run and are removed when a new run starts or the Qualification goes away; every
+other label is a Qualification, a check id, a phase, a verdict or a taint key.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from datetime import datetime
+from wsgiref.simple_server import WSGIServer
 
 from accelqual_probes.catalog import BY_ID
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from accelqual import __version__
 from accelqual.models import QualificationStatus
 from accelqual.planning.actions import MarkNode
 from accelqual.planning.snapshot import NodeResult
 
 PHASES = ("Pending", "Running", "Completed", "Halted", "Invalid")
 VERDICTS = ("pass", "fail", "inconclusive")
+STATES = ("total", "pending", "running", "passed", "failed", "inconclusive", "skipped")
+#: Check durations span a launch-latency probe (well under a second) to a burn-in (an hour).
+DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.phase = Gauge("accelqual_qualification_phase", "1 for the current phase of each Qualification, "
-                           "0 for the others", ["qualification", "phase"], registry=r)
-        self.nodes = Gauge("accelqual_run_nodes", "Nodes of the current run of a Qualification by state "
-                           "(total, pending, running, passed, failed, inconclusive, skipped)",
+        self.info = Gauge("accelqual_build_info", "Always 1 while the operator runs; `version` is the operator's "
+                          "version. Absent means the operator is down or not scraped", ["version"], registry=r)
+        self.info.labels(__version__).set(1)
+        # --- runs -------------------------------------------------------------------------
+        self.phase = Gauge("accelqual_qualification_phase", "1 for the current phase of each Qualification "
+                           "(Pending, Running, Completed, Halted, Invalid), 0 for the others",
+                           ["qualification", "phase"], registry=r)
+        self.nodes = Gauge("accelqual_run_nodes", "Nodes of the current run of a Qualification by state: total, "
+                           "pending (not started), running, passed, failed, inconclusive, skipped",
                            ["qualification", "state"], registry=r)
-        self.runs = Counter("accelqual_runs_started_total", "Qualification runs started", ["qualification"],
-                            registry=r)
+        self.runs = Counter("accelqual_runs_started_total", "Qualification runs started (seen by this operator "
+                            "process)", ["qualification"], registry=r)
+        self.runs_finished = Counter("accelqual_runs_finished_total", "Qualification runs that ended, by the phase "
+                                     "they ended in (Completed, or Halted by the failure budget)",
+                                     ["qualification", "phase"], registry=r)
         self.halts = Counter("accelqual_failure_budget_halts_total", "Runs halted because their failures "
-                             "exceeded the failure budget", ["qualification"], registry=r)
+                             "exceeded the failure budget (the run stops tainting until resumed)",
+                             ["qualification"], registry=r)
+        self.run_started = Gauge("accelqual_run_started_timestamp_seconds", "Unix time the current run of a "
+                                 "Qualification started", ["qualification"], registry=r)
+        self.last_run_finished = Gauge("accelqual_run_finished_timestamp_seconds", "Unix time the last run of a "
+                                       "Qualification completed", ["qualification"], registry=r)
+        self.progress = Gauge("accelqual_run_progress_timestamp_seconds", "Unix time the current run of a "
+                              "Qualification last made progress (started, or a node got a verdict); a Running "
+                              "run whose value is old is stalled", ["qualification"], registry=r)
+        # --- nodes and checks of the current run --------------------------------------------
         self.node_verdict = Gauge("accelqual_node_verdict", "1 for the verdict of a node in the current run of a "
-                                  "Qualification (pass, fail, inconclusive)", ["qualification", "node", "verdict"],
-                                  registry=r)
+                                  "Qualification (pass, fail, inconclusive), 0 for the others",
+                                  ["qualification", "node", "verdict"], registry=r)
         self.check_value = Gauge("accelqual_check_value", "Primary measured value of a check on a node in the "
-                                 "current run (worst device), in the check's unit", ["qualification", "node",
-                                                                                      "check", "unit"], registry=r)
-        self.check_duration = Gauge("accelqual_node_probe_duration_seconds", "Wall time of the probe run on a "
-                                    "node in the current run", ["qualification", "node"], registry=r)
+                                 "current run (the worst device), in the check's unit; the check's limit is in "
+                                 "the node's report", ["qualification", "node", "check", "unit"], registry=r)
+        self.check_failed = Gauge("accelqual_check_failed_nodes", "Nodes of the current run on which a check "
+                                  "failed or errored", ["qualification", "check"], registry=r)
+        self.check_duration = Histogram("accelqual_check_duration_seconds", "Wall time of one check on one node, "
+                                        "as the probe measured it", ["qualification", "check"],
+                                        buckets=DURATION_BUCKETS, registry=r)
+        self.probe_duration = Gauge("accelqual_node_probe_duration_seconds", "Wall time of the whole probe run on "
+                                    "a node in the current run", ["qualification", "node"], registry=r)
+        # --- actions and errors -------------------------------------------------------------
         self.taints = Counter("accelqual_taint_actions_total", "Taints added or removed on nodes by the operator",
                               ["qualification", "action", "key"], registry=r)
         self.errors = Counter("accelqual_reconcile_errors_total", "Failed API or storage operations during "
-                              "reconciliation, by operation", ["qualification", "operation"], registry=r)
-        self.backlog = Gauge("accelqual_evidence_backlog", "Reports waiting in the outbox for upload to S3",
-                             registry=r)
-        self.last_run_finished = Gauge("accelqual_run_finished_timestamp_seconds", "Unix time the last run of a "
-                                       "Qualification completed", ["qualification"], registry=r)
-        self.run_started = Gauge("accelqual_run_started_timestamp_seconds", "Unix time the current run of a "
-                                 "Qualification started", ["qualification"], registry=r)
+                              "reconciliation, by operation (retried on the next reconcile)",
+                              ["qualification", "operation"], registry=r)
+        # --- evidence -----------------------------------------------------------------------
+        self.backlog = Gauge("accelqual_evidence_backlog", "Evidence objects (node reports, run summaries, human "
+                             "reports) of a Qualification not yet in S3: in the outbox ConfigMaps or still to be "
+                             "written there", ["qualification"], registry=r)
+        self.outbox_bytes = Gauge("accelqual_evidence_outbox_bytes", "Compressed bytes of evidence held in the "
+                                  "outbox ConfigMaps of a Qualification while S3 is unavailable", ["qualification"],
+                                  registry=r)
+        self.uploads = Counter("accelqual_evidence_uploads_total", "Evidence uploads to S3 by result (ok, failed)",
+                               ["result"], registry=r)
         self._lock = threading.Lock()
         self._runs: dict[str, str | None] = {}
-        self._halted: dict[str, bool] = {}
+        self._phases: dict[str, str] = {}
+        self._done: dict[str, int] = {}
         self._series: dict[str, set[tuple[str, ...]]] = {}
+        self._failed_checks: dict[str, dict[str, set[str]]] = {}
+        self._server: WSGIServer | None = None
+        self.port: int | None = None
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        start_http_server(port, addr=addr, registry=self.registry)
+    # --- serving --------------------------------------------------------------------------
 
-    def observe_status(self, name: str, status: QualificationStatus) -> None:
+    def serve(self, port: int, addr: str = "0.0.0.0") -> int:
+        """Serve /metrics on `port` (0: a free port); returns the port bound."""
+        server, _ = start_http_server(port, addr=addr, registry=self.registry)
+        self._server = server
+        self.port = int(server.server_port)
+        return self.port
+
+    def stop_serving(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    # --- observations -----------------------------------------------------------------------
+
+    def observe_status(self, name: str, status: QualificationStatus, now: datetime | None = None) -> None:
         with self._lock:
-            for phase in PHASES:
-                self.phase.labels(name, phase).set(1.0 if status.phase.value == phase else 0.0)
+            phase = status.phase.value
+            for candidate in PHASES:
+                self.phase.labels(name, candidate).set(1.0 if phase == candidate else 0.0)
             s = status.summary
-            for state, value in (("total", s.total), ("pending", s.pending), ("running", s.running),
-                                 ("passed", s.passed), ("failed", s.failed), ("inconclusive", s.inconclusive),
-                                 ("skipped", s.skipped)):
+            for state, value in zip(STATES, (s.total, s.pending, s.running, s.passed, s.failed, s.inconclusive,
+                                             s.skipped), strict=True):
                 self.nodes.labels(name, state).set(value)
             if self._runs.get(name) != status.run_id and status.run_id is not None:
                 if name in self._runs:
                     self._drop_series(name)
                 self._runs[name] = status.run_id
+                self._done.pop(name, None)
                 self.runs.labels(name).inc()
             if status.started_at is not None:
                 self.run_started.labels(name).set(status.started_at.timestamp())
             if status.finished_at is not None:
                 self.last_run_finished.labels(name).set(status.finished_at.timestamp())
-            halted = status.phase.value == "Halted"
-            if halted and not self._halted.get(name):
-                self.halts.labels(name).inc()
-            self._halted[name] = halted
+            done = s.passed + s.failed + s.inconclusive + s.skipped
+            if status.run_id is not None and self._done.get(name) != done:
+                self._done[name] = done
+                moment = now if now is not None and done else status.started_at or now
+                if moment is not None:
+                    self.progress.labels(name).set(moment.timestamp())
+            before = self._phases.get(name)
+            if before is not None and before != phase and phase in ("Completed", "Halted"):
+                self.runs_finished.labels(name, phase).inc()
+                if phase == "Halted":
+                    self.halts.labels(name).inc()
+            self._phases[name] = phase
 
     def observe_result(self, name: str, result: NodeResult) -> None:
         with self._lock:
@@ -92,27 +158,36 @@ class Metrics:
                 self.node_verdict.labels(name, result.node, verdict).set(
                     1.0 if result.verdict.value == verdict else 0.0)
             series.add(("verdict", result.node))
+            failed = self._failed_checks.setdefault(name, {})
             for check_id, outcome in result.checks.items():
+                nodes = failed.setdefault(check_id, set())
+                if outcome.verdict in ("fail", "error"):
+                    nodes.add(result.node)
+                else:
+                    nodes.discard(result.node)
+                self.check_failed.labels(name, check_id).set(len(nodes))
+                if outcome.duration_seconds:
+                    self.check_duration.labels(name, check_id).observe(outcome.duration_seconds)
                 if outcome.value is None:
                     continue
                 unit = BY_ID[check_id].unit if check_id in BY_ID else ""
                 self.check_value.labels(name, result.node, check_id, unit).set(outcome.value)
                 series.add(("check", result.node, check_id, unit))
-            self.check_duration.labels(name, result.node).set(result.duration_seconds)
+            self.probe_duration.labels(name, result.node).set(result.duration_seconds)
             series.add(("duration", result.node))
 
     def _drop_series(self, name: str) -> None:
+        """Forget the per-node series of `name`'s current run (a new run starts, or it is gone)."""
         for key in self._series.pop(name, set()):
-            try:
-                if key[0] == "verdict":
-                    for verdict in VERDICTS:
-                        self.node_verdict.remove(name, key[1], verdict)
-                elif key[0] == "check":
-                    self.check_value.remove(name, *key[1:])
-                else:
-                    self.check_duration.remove(name, key[1])
-            except KeyError:
-                pass
+            if key[0] == "verdict":
+                for verdict in VERDICTS:
+                    _remove(self.node_verdict, name, key[1], verdict)
+            elif key[0] == "check":
+                _remove(self.check_value, name, *key[1:])
+            else:
+                _remove(self.probe_duration, name, key[1])
+        for check_id in self._failed_checks.pop(name, {}):
+            _remove(self.check_failed, name, check_id)
 
     def node_marked(self, name: str, mark: MarkNode) -> None:
         for taint in mark.add_taints:
@@ -123,15 +198,32 @@ class Metrics:
     def reconcile_error(self, name: str, operation: str) -> None:
         self.errors.labels(name, operation).inc()
 
-    def evidence_backlog(self, count: int) -> None:
-        self.backlog.set(count)
+    def evidence_backlog(self, name: str, count: int, outbox_bytes: int = 0) -> None:
+        self.backlog.labels(name).set(count)
+        self.outbox_bytes.labels(name).set(outbox_bytes)
+
+    def evidence_uploaded(self, ok: bool, count: int = 1) -> None:
+        self.uploads.labels("ok" if ok else "failed").inc(count)
 
     def forget(self, names: Iterable[str]) -> None:
+        """Remove every series of Qualifications that are gone (or whose daemon stopped)."""
         with self._lock:
             for name in names:
                 self._drop_series(name)
+                self._runs.pop(name, None)
+                self._phases.pop(name, None)
+                self._done.pop(name, None)
                 for phase in PHASES:
-                    try:
-                        self.phase.remove(name, phase)
-                    except KeyError:
-                        pass
+                    _remove(self.phase, name, phase)
+                for state in STATES:
+                    _remove(self.nodes, name, state)
+                for gauge in (self.run_started, self.last_run_finished, self.progress, self.backlog,
+                              self.outbox_bytes):
+                    _remove(gauge, name)
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass

@@ -3,13 +3,13 @@
 Called by the per-Qualification daemon (`handlers.registry`). The cluster view comes
 from kopf indexes (watch-fed, no listing per reconcile); blocking API and S3 calls run
 in a thread pool. Results of finished probe pods are read once (log tail + termination
-message), validated as hostile input, uploaded as evidence and cached.
+message), validated as hostile input and cached; their evidence is handed to
+`handlers.delivery` (S3, or the durable outbox while S3 fails).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +35,8 @@ from accelqual.adapters.kube import (
 from accelqual.adapters.metrics import Metrics
 from accelqual.adapters.objects import node_info
 from accelqual.constants import MANAGER, ConditionType, Phase, Reason
+from accelqual.handlers.delivery import EvidenceDelivery
+from accelqual.handlers.delivery import EvidenceFactory as EvidenceFactory  # re-exported for runtime
 from accelqual.handlers.state import OperatorState, PendingEvidence, QualificationState
 from accelqual.models import QualificationSpec, QualificationStatus, ReportSpec
 from accelqual.planning.actions import (
@@ -48,7 +50,7 @@ from accelqual.planning.actions import (
     node_patch,
 )
 from accelqual.planning.conditions import set_condition
-from accelqual.planning.naming import event_name, evidence_key, summary_key
+from accelqual.planning.naming import event_name, evidence_key
 from accelqual.planning.plan import plan
 from accelqual.planning.profiles import profile_for
 from accelqual.planning.results import evaluate_pod
@@ -64,7 +66,6 @@ LOG_TAIL_LINES = 20
 LOG_LIMIT_BYTES = MAX_REPORT_BYTES + 65536
 #: A created pod that no watch event confirmed within this time is forgotten (and re-planned).
 CREATED_TTL = timedelta(seconds=120)
-EVIDENCE_BACKOFF_MAX = 60.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class OperatorConfig:
     secret_namespace: str = "accelqual-system"
     workers: int = 16
     instance: str = "accelqual-operator"
+    #: Longest wait between S3 attempts while evidence waits in the outbox.
+    evidence_backoff_max: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,6 @@ class ClusterView:
     probe_pods: Mapping[str, Iterable[tuple[ProbePodInfo, str | None]]]
     busy: Mapping[str, Iterable[frozenset[str]]]
     profiles: Mapping[str, Iterable[CardProfileSpec | str]]
-
-
-EvidenceFactory = Callable[[ReportSpec, S3Credentials | None], EvidenceStore]
 
 
 def default_evidence_factory(report: ReportSpec, credentials: S3Credentials | None) -> EvidenceStore:
@@ -107,9 +107,9 @@ class Reconciler:
         self.state = state or OperatorState()
         self.metrics = metrics or Metrics()
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._evidence_factory = evidence_factory
-        self._stores: dict[str, EvidenceStore] = {}
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="accelqual-io")
+        self.delivery = EvidenceDelivery(kube, config.namespace, config.secret_namespace, self.metrics, self._io,
+                                         evidence_factory, backoff_max=config.evidence_backoff_max)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -137,7 +137,8 @@ class Reconciler:
         nodes = self._pool_nodes(spec, view)
         pods = self._probe_pods(name, qs, view, now)
         await self._collect(name, qs, spec, pods, nodes, profiles)
-        await self._flush_evidence(qs, spec, now)
+        for event in await self.delivery.flush(name, uid, qs, spec, now):
+            await self._try_post(name, qs, event, uid)
         snapshot = Snapshot(
             name=name,
             uid=uid,
@@ -149,13 +150,25 @@ class Reconciler:
             results={pod: result for pod, (_, result) in qs.results.items()},
             custom_profiles=profiles,
             evidence_pending=frozenset(qs.evidence),
+            evidence_outbox=self.delivery.backlog(qs) - len(qs.evidence),
         )
         decided = plan(spec, snapshot, status, now, namespace=self.config.namespace)
         new_status = decided.status
         failures = await self._apply(name, uid, qs, spec, decided.actions, new_status, nodes, now)
+        self._count_backlog(qs, new_status, now)
         await self._write_status(name, qs, status, new_status)
-        self.metrics.observe_status(name, new_status)
-        return 1.0 if failures else decided.requeue_after
+        self.metrics.observe_status(name, new_status, now)
+        retry = self.delivery.retry_in(qs, now)
+        requeue = decided.requeue_after if retry is None else min(decided.requeue_after, retry)
+        return 1.0 if failures else requeue
+
+    def _count_backlog(self, qs: QualificationState, status: QualificationStatus, now: datetime) -> None:
+        """The backlog after this reconcile's actions (a run summary may just have joined the outbox)."""
+        backlog = self.delivery.backlog(qs)
+        if backlog > status.evidence_backlog:
+            set_condition(status, ConditionType.DEGRADED, True, Reason.EVIDENCE_BACKLOG,
+                          f"{backlog} evidence objects wait for upload", now, status.observed_generation or 0)
+        status.evidence_backlog = backlog
 
     def _current_status(self, qs: QualificationState, body: Mapping[str, Any]) -> QualificationStatus:
         """The status we wrote last (the watch may lag behind our own write), else the object's."""
@@ -249,70 +262,11 @@ class Reconciler:
             self.metrics.observe_result(name, result)
             if spec.report is not None:
                 key = evidence_key(spec.report.prefix, name, pod.run_id, pod.node)
-                qs.evidence[pod.name] = PendingEvidence(key=key, body=_evidence_body(name, pod, result))
+                qs.evidence[pod.name] = PendingEvidence(key=key, body=_evidence_body(name, pod, result),
+                                                        report=spec.report.to_json_dict())
             log.info("node %s: %s (%s)", pod.node, result.verdict.value, result.reason)
 
         await asyncio.gather(*(collect(p) for p in todo))
-
-    async def _flush_evidence(self, qs: QualificationState, spec: QualificationSpec, now: datetime) -> None:
-        if not qs.evidence:
-            self.metrics.evidence_backlog(0)
-            return
-        if spec.report is None:
-            qs.evidence.clear()
-            return
-        due = [(pod, item) for pod, item in qs.evidence.items() if item.next_try is None or item.next_try <= now]
-        if due:
-            try:
-                store = await self._store(spec.report)
-            except EvidenceError as exc:
-                for _, item in due:
-                    _backoff(item, now, str(exc))
-                return
-
-            async def upload(pod: str, item: PendingEvidence) -> None:
-                try:
-                    await self._io(store.put, item.key, item.body)
-                    qs.evidence.pop(pod, None)
-                except EvidenceError as exc:
-                    _backoff(item, now, str(exc))
-                    log.warning("evidence %s waits in the outbox: %s", item.key, exc)
-
-            await asyncio.gather(*(upload(pod, item) for pod, item in due))
-        self.metrics.evidence_backlog(sum(len(q.evidence) for q in self.state.qualifications.values()))
-
-    async def _store(self, report: ReportSpec) -> EvidenceStore:
-        ref = report.credentials_secret
-        cache_key = json.dumps(report.to_json_dict(), sort_keys=True)
-        if cache_key in self._stores:
-            return self._stores[cache_key]
-        credentials = None
-        if ref is not None:
-            credentials = await self._io(self._read_credentials, ref.namespace or self.config.secret_namespace,
-                                         ref.name)
-        store = self._evidence_factory(report, credentials)
-        self._stores[cache_key] = store
-        return store
-
-    def _read_credentials(self, namespace: str, name: str) -> S3Credentials:
-        try:
-            secret = self.kube.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        except KubeError as exc:
-            raise EvidenceError(f"cannot read report credentials Secret {namespace}/{name}: {exc.status} "
-                                f"{exc.reason}") from None
-        data = secret.get("data") or {}
-
-        def value(*keys: str) -> str | None:
-            for key in keys:
-                if key in data:
-                    return base64.b64decode(data[key]).decode()
-            return None
-
-        key_id = value("AWS_ACCESS_KEY_ID", "accessKeyId")
-        secret_key = value("AWS_SECRET_ACCESS_KEY", "secretAccessKey")
-        if not key_id or not secret_key:
-            raise EvidenceError(f"Secret {namespace}/{name} lacks AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
-        return S3Credentials(key_id, secret_key, value("AWS_SESSION_TOKEN", "sessionToken"))
 
     # --- applying the plan --------------------------------------------------------------
 
@@ -343,7 +297,7 @@ class Reconciler:
             elif isinstance(action, PostEvent):
                 await self._post_event(qs, action, uid if action.kind == "Qualification" else "")
             elif isinstance(action, UploadSummary):
-                await self._upload_summary(name, qs, spec, action, status, now)
+                await self._upload_summary(name, uid, qs, spec, action, status, now)
             elif isinstance(action, RemoveAnnotation):
                 await self._io(self.kube.patch, qualification_path(name),
                                {"metadata": {"annotations": {action.key: None}}}, MERGE_PATCH)
@@ -395,6 +349,14 @@ class Reconciler:
             return
         raise KubeError(409, "Conflict", f"node {mark.node} kept changing; will retry")
 
+    async def _try_post(self, name: str, qs: QualificationState, event: PostEvent, uid: str = "") -> None:
+        """Post an Event whose loss is acceptable (it is retried only while its cause persists)."""
+        try:
+            await self._post_event(qs, event, uid if event.kind == "Qualification" else "")
+        except KubeError as exc:
+            log.warning("cannot post Event %s for %s: %s", event.reason, name, exc)
+            self.metrics.reconcile_error(name, "PostEvent")
+
     async def _post_event(self, qs: QualificationState, event: PostEvent, uid: str = "") -> None:
         event_id = event_name(event.name, event.reason, event.key)
         if event_id in qs.posted:
@@ -419,24 +381,20 @@ class Reconciler:
                 raise
         qs.posted.add(event_id)
 
-    async def _upload_summary(self, name: str, qs: QualificationState, spec: QualificationSpec,
+    async def _upload_summary(self, name: str, uid: str, qs: QualificationState, spec: QualificationSpec,
                               action: UploadSummary, status: QualificationStatus, now: datetime) -> None:
-        assert spec.report is not None
         try:
-            store = await self._store(spec.report)
-            body = json.dumps(action.document, sort_keys=True, indent=1).encode()
-            key = summary_key(spec.report.prefix, name, action.run_id)
-            digest = await self._io(store.put, key, body)
+            delivered = await self.delivery.deliver_summary(name, uid, qs, spec, action, now)
         except EvidenceError as exc:
-            # The run is complete but its summary is not stored: stay Running and try again.
+            # Neither S3 nor the outbox has the summary: the run stays Running and it is tried again.
             status.phase = Phase.RUNNING
             status.finished_at = None
             status.evidence_backlog += 1
             set_condition(status, ConditionType.DEGRADED, True, Reason.EVIDENCE_BACKLOG,
                           f"run summary waits for upload: {exc}", now, status.observed_generation or 0)
             raise
-        status.report_uri = store.uri(key)
-        status.report_sha256 = digest
+        status.report_uri = delivered.uri
+        status.report_sha256 = delivered.sha256
         qs.summaries.add(action.run_id)
 
     async def _write_status(self, name: str, qs: QualificationState, old: QualificationStatus,
@@ -483,12 +441,6 @@ def _rv_newer_or_equal(candidate: str, reference: str) -> bool:
     if candidate.isdigit() and reference.isdigit():
         return int(candidate) >= int(reference)
     return False
-
-
-def _backoff(item: PendingEvidence, now: datetime, error: str) -> None:
-    item.attempts += 1
-    item.last_error = error
-    item.next_try = now + timedelta(seconds=min(EVIDENCE_BACKOFF_MAX, 2.0 ** item.attempts))
 
 
 def _evidence_body(qualification: str, pod: ProbePodInfo, result: NodeResult) -> bytes:

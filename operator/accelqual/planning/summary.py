@@ -123,6 +123,8 @@ def _profiles_used(used: Mapping[str, set[str]], custom: Mapping[str, CardProfil
             if check is None or not check.metric:
                 continue
             rule = profile.rule(check_id)
+            if not rule.model_dump(exclude_none=True):
+                continue  # no limit on this check's metric (its verdict is the check's own)
             entry: dict[str, Any] = {"metric": check.metric, "unit": check.unit,
                                      "rule": rule.model_dump(mode="json", by_alias=True, exclude_none=True)}
             basis, basis_name = profile.basis(check)
