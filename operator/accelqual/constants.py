@@ -27,6 +27,8 @@ ANN_PROFILE = f"{GROUP}/profile"
 #: Set on a node by the operator when it added the failure taint, so that only taints we
 #: placed are ever released (a taint with the same key placed by a human stays).
 ANN_TAINTED_BY = f"{GROUP}/tainted-by"
+#: Set when the operator cordoned a node itself, so that only cordons we placed are ever lifted.
+ANN_CORDONED_BY = f"{GROUP}/cordoned-by"
 #: A node label that pins the profile for that node, overriding detection.
 LABEL_PROFILE = f"{GROUP}/profile"
 #: A human sets this on a Halted Qualification to let it act again.

@@ -286,7 +286,9 @@ def test_only_idle_nodes_false_tests_busy_nodes_too() -> None:
 def test_auto_release_removes_only_our_taint_from_a_node_that_passes_again() -> None:
     ours = Taint(DEFAULT_FAILURE_TAINT_KEY, "true", "NoSchedule")
     theirs = Taint("maintenance", "", "NoSchedule")
-    w = World(spec=make_spec(autoRelease=True), nodes={
+    # The probe tolerates the maintenance taint, so the node is tested and its taints can be compared.
+    spec = make_spec(autoRelease=True, probe={"tolerations": [{"key": "maintenance", "operator": "Exists"}]})
+    w = World(spec=spec, nodes={
         "repaired": node("repaired", taints=(ours, theirs), annotations={ANN_TAINTED_BY: "pool-a"}),
         "foreign": node("foreign", taints=(ours,)),  # same key, placed by someone else
     })

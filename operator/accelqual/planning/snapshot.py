@@ -36,6 +36,8 @@ class NodeInfo:
     allocatable: Mapping[str, str] = field(default_factory=dict)
     ready: bool = True
     resource_version: str = ""
+    #: When the Node object was created: a node that joins after a run started waits for the next run.
+    created_at: datetime | None = None
 
     def has_taint(self, key: str, effect: str | None = None) -> bool:
         return any(t.key == key and (effect is None or t.effect == effect) for t in self.taints)
