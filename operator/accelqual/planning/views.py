@@ -224,6 +224,26 @@ def start_pods(spec: QualificationSpec, snap: Snapshot, st: QualificationStatus,
     return created
 
 
+def skip_stalled(spec: QualificationSpec, st: QualificationStatus, views: dict[str, NodeView], pool_size: int,
+                 now: datetime) -> None:
+    """Give up on nodes waiting for a slot that only skipped nodes' pending probes hold.
+
+    Those pods count against the limit until the run ends, and might never be scheduled;
+    without this the run would wait for them forever instead of reporting what it could not test.
+    """
+    started = st.started_at or now
+    if st.phase is Phase.HALTED or now - started < timedelta(seconds=spec.wait_seconds):
+        return
+    if any(v.state in (NodeState.RUNNING, NodeState.STARTING) for v in views.values()):
+        return  # a probe is running: a slot will free up
+    if resolve_count(spec.max_concurrent, pool_size, minimum=1) > in_flight(views):
+        return
+    for name, view in views.items():
+        if view.state is NodeState.WAITING:
+            views[name] = replace(view, state=NodeState.SKIPPED,
+                                  reason=view.reason or "no free probe slot: pending probes of skipped nodes hold them")
+
+
 def _tolerations(spec: QualificationSpec, snap: Snapshot, node: NodeInfo) -> list[dict[str, str]]:
     """Tolerate our own taints (gate and failure) and a cordon we placed, nothing else by default."""
     tolerations = []
