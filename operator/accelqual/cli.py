@@ -16,6 +16,7 @@ commands:
   operator   run the operator against the cluster in KUBECONFIG or in-cluster config
   simulate   qualify a simulated accelerator fleet with the real operator
   crds       print the CustomResourceDefinitions generated from the models
+  report     render a run (summary.json, run directory, s3:// URI, probe report) as Markdown or HTML
 
 `accelqual COMMAND --help` describes each command."""
 
@@ -42,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from accelqual.crdgen import main as crds_main
 
         return crds_main(rest)
+    if command == "report":
+        from accelqual.reporting.cli import main as report_main
+
+        return report_main(rest)
     print(f"accelqual: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 
