@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit test-slow test-gpu fuzz crds clean
+.PHONY: demo test tools lint typecheck unit test-slow test-gpu fuzz crds clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
-	$(BIN)/pytest
+# helm, kubectl (v1.33), hadolint and promtool into .tools/bin (cached; see tools/fetch-k8s-tools.py).
+tools: $(STAMP)
+	$(BIN)/python tools/fetch-k8s-tools.py
 
-test: lint typecheck unit
+# Tests that need a binary from .tools/bin fail instead of skipping when ACCELQUAL_REQUIRE_TOOLS is set.
+unit: $(STAMP) tools
+	ACCELQUAL_REQUIRE_TOOLS=1 $(BIN)/pytest
+
+test: tools lint typecheck unit
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow
@@ -35,6 +40,7 @@ test-gpu: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/accelqual crds --write crds/
+	$(BIN)/accelqual crds --write helm/accelqual/crds/
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
