@@ -307,3 +307,33 @@ def test_outbox_drops_an_entry_whose_content_no_longer_matches_its_digest(api: K
     reloaded.load()
 
     assert [o.key for o in reloaded.objects()] == ["runs/pool-a/r1/nodes/n2.json"]
+
+
+def test_events_say_which_check_failed_by_how_much_and_where_the_evidence_is(cluster: SimulatedCluster) -> None:
+    cluster.add_nodes(sim_nodes(3, faults={1: ["slow-memory=0.25"]}))
+    cluster.start_operator()
+    cluster.apply(qualification(report=cluster.report_spec()))
+
+    obj = cluster.wait_for_phase("e2e", timeout=60)
+
+    run = obj["status"]["runId"]
+    assert cluster.s3 is not None
+    summary = json.loads(cluster.s3.read(BUCKET, f"runs/e2e/{run}/summary.json"))
+    membw = {row["node"]: row for row in summary["nodes"]}["node-1"]["checks"]["perf.membw"]
+    events = cluster.events()
+    # What `kubectl describe node node-1` shows: the check, the measured value against its limit, the evidence.
+    (failed,) = [e for e in events if e["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": "node-1"}]
+    assert failed["type"] == "Warning"
+    assert failed["reason"] == "QualificationFailed"
+    message = failed["message"]
+    assert f"perf.membw failed: measured {membw['value']:.4g} GB/s against limit >= {membw['min']:.4g} GB/s" \
+        in message
+    assert "% below it" in message
+    assert f"evidence s3://{BUCKET}/runs/e2e/{run}/nodes/node-1.json" in message
+    assert "tainted accelqual.io/failed" in message
+    assert not [e for e in events if e["involvedObject"]["name"] in ("node-0", "node-2")]
+    # The Qualification's own Events: the run started and completed, with the tally.
+    on_qualification = {e["reason"]: e for e in events if e["involvedObject"]["kind"] == "Qualification"}
+    assert on_qualification["RunStarted"]["involvedObject"]["uid"] == obj["metadata"]["uid"]
+    assert on_qualification["RunCompleted"]["type"] == "Warning"
+    assert "2 passed, 1 failed" in on_qualification["RunCompleted"]["message"]
