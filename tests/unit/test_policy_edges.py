@@ -377,3 +377,16 @@ def test_fleet_outlier_marks_are_idempotent_after_the_run_completes() -> None:
     assert w.tainted(DEFAULT_FAILURE_TAINT_KEY) == {"n2"}
     for _ in range(3):
         assert not any(isinstance(a, MarkNode | CreatePod) for a in w.step().actions)
+
+
+def test_probe_of_a_superseded_run_holds_its_slot_until_it_is_deleted() -> None:
+    w = world(2, maxConcurrent=1)
+    w.step()
+    w.start_pods()
+    assert w.running_nodes() == ["n0"]
+    w.generation = 2  # a spec change supersedes the run while n0's probe is running
+    superseding = w.step()
+    assert not any(isinstance(a, CreatePod) for a in superseding.actions), "the old probe still runs"
+    assert w.pods == {}
+    after = w.step()
+    assert [a.node for a in after.actions if isinstance(a, CreatePod)] == ["n0"]

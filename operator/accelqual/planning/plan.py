@@ -86,7 +86,7 @@ def plan(
     views = node_views(spec, snap, st, active, pool, now)
     # Shares (maxConcurrent, failureBudget) are of the whole pool, also in an OnJoin run of a few joiners.
     out.actions.extend(start_pods(spec, snap, st, active, views, len(pool), namespace))
-    skip_stalled(spec, st, views, len(pool), now)
+    skip_stalled(spec, snap, st, views, len(pool), now)
     complete = all(v.state in (NodeState.DONE, NodeState.SKIPPED) for v in views.values())
     effective, outliers = fleet_verdicts(spec, snap, active, views, complete)
     marks_pending = mark_nodes(spec, snap, st, active, effective, complete, len(pool), out.actions, now)

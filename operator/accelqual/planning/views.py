@@ -11,7 +11,7 @@ at all. Who belongs to a run:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -180,14 +180,15 @@ def _tolerates(tol: Toleration, taint: Taint) -> bool:
     return tol.key == taint.key and (tol.value or "") == taint.value
 
 
-def in_flight(views: Mapping[str, NodeView]) -> int:
-    """Probe pods of the run that exist and have not finished: they count against `maxConcurrent`.
+def in_flight(views: Mapping[str, NodeView], pods: Iterable[ProbePodInfo]) -> int:
+    """Our probe pods that exist and have not finished: they count against `maxConcurrent`.
 
-    A skipped node's pod that is still pending counts too: the scheduler may yet bind it, and
-    a probe must never run beyond the limit. (A pod overrunning its deadline is given up on.)
+    Counted from the pods, not the run's members: a skipped node's pod that is still pending
+    (the scheduler may yet bind it) and a superseded run's pod not yet deleted count too, for
+    a probe must never run beyond the limit. A pod overrunning its deadline is given up on.
     """
-    return sum(1 for v in views.values()
-               if v.pod is not None and not v.pod.finished and v.state is not NodeState.DONE)
+    given_up = {v.pod.name for v in views.values() if v.state is NodeState.DONE and v.pod is not None}
+    return sum(1 for p in pods if not p.deleting and not p.finished and p.name not in given_up)
 
 
 def start_pods(spec: QualificationSpec, snap: Snapshot, st: QualificationStatus, run: str,
@@ -196,7 +197,7 @@ def start_pods(spec: QualificationSpec, snap: Snapshot, st: QualificationStatus,
     if st.phase is Phase.HALTED:
         return []
     limit = resolve_count(spec.max_concurrent, pool_size, minimum=1)
-    slots = max(0, limit - in_flight(views))
+    slots = max(0, limit - in_flight(views, snap.pods))
     created: list[CreatePod] = []
     for name, view in views.items():
         if slots == 0:
@@ -224,8 +225,8 @@ def start_pods(spec: QualificationSpec, snap: Snapshot, st: QualificationStatus,
     return created
 
 
-def skip_stalled(spec: QualificationSpec, st: QualificationStatus, views: dict[str, NodeView], pool_size: int,
-                 now: datetime) -> None:
+def skip_stalled(spec: QualificationSpec, snap: Snapshot, st: QualificationStatus, views: dict[str, NodeView],
+                 pool_size: int, now: datetime) -> None:
     """Give up on nodes waiting for a slot that only skipped nodes' pending probes hold.
 
     Those pods count against the limit until the run ends, and might never be scheduled;
@@ -236,7 +237,7 @@ def skip_stalled(spec: QualificationSpec, st: QualificationStatus, views: dict[s
         return
     if any(v.state in (NodeState.RUNNING, NodeState.STARTING) for v in views.values()):
         return  # a probe is running: a slot will free up
-    if resolve_count(spec.max_concurrent, pool_size, minimum=1) > in_flight(views):
+    if resolve_count(spec.max_concurrent, pool_size, minimum=1) > in_flight(views, snap.pods):
         return
     for name, view in views.items():
         if view.state is NodeState.WAITING:
