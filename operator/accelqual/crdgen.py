@@ -66,6 +66,14 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
         node["additionalProperties"] = next(iter(pattern_props.values()))
     if "const" in node:
         node["enum"] = [node.pop("const")]
+    # Pydantic emits a constraint it cannot apply to the core schema (one written after a validator,
+    # as in `Annotated[FiniteFloat, Field(gt=0)]`) under its own name; OpenAPI knows it as a bound.
+    for name, plain, exclusive in (("gt", "minimum", True), ("ge", "minimum", False),
+                                   ("lt", "maximum", True), ("le", "maximum", False)):
+        if name in node:
+            node[plain] = node.pop(name)
+            if exclusive:
+                node["exclusiveMinimum" if plain == "minimum" else "exclusiveMaximum"] = True
     for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if bound in node and not isinstance(node[bound], bool):
             node[plain] = node.pop(bound)
