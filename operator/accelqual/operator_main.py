@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from accelqual.handlers.reconcile import OperatorConfig
@@ -24,10 +25,24 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf health endpoint URL")
     p.add_argument("--peering", default=None,
                    help="kopf peering name for several replicas (only one acts at a time); default: standalone")
+    p.add_argument("--peering-priority", type=int, default=None,
+                   help="with --peering: the live replica with the highest priority acts, the others wait "
+                        "(default: derived from the start time, so the oldest replica acts)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--workers", type=int, default=16, help="threads for API and S3 calls")
     return p.parse_args(list(argv))
+
+
+def seniority_priority(started: float) -> int:
+    """A kopf peering priority that is higher the earlier the process started (microseconds, negated).
+
+    kopf pauses a replica that sees a live peer of higher priority, and pauses *every* replica
+    when two share a priority, so replicas of one Deployment (same arguments) need distinct
+    priorities. Ranking by start time keeps the running leader in charge during a rolling update:
+    new pods wait until the old leader exits (kopf then drops its peering record at once).
+    """
+    return -int(started * 1_000_000)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -35,7 +50,10 @@ def main(argv: Sequence[str]) -> int:
     configure_logging(args.log_format, args.log_level)
     config = OperatorConfig(namespace=args.namespace, event_namespace=args.event_namespace,
                             secret_namespace=args.secret_namespace or args.namespace, workers=args.workers)
-    options = OperatorOptions(config=config, kubeconfig=args.kubeconfig, peering=args.peering,
+    priority = None
+    if args.peering:
+        priority = args.peering_priority if args.peering_priority is not None else seniority_priority(time.time())
+    options = OperatorOptions(config=config, kubeconfig=args.kubeconfig, peering=args.peering, priority=priority,
                               liveness=args.liveness or None,
                               metrics_port=args.metrics_port or None)
     try:

@@ -23,6 +23,8 @@ class OperatorOptions:
     server: str | None = None
     kubeconfig: str | None = None
     peering: str | None = None
+    #: kopf peering priority (with `peering`): the live replica with the highest one acts.
+    priority: int | None = None
     liveness: str | None = None
     metrics_port: int | None = None
     debounce: float = DEBOUNCE_SECONDS
@@ -57,6 +59,7 @@ async def run_operator(
             clusterwide=True,
             standalone=options.peering is None,
             peering_name=options.peering,
+            priority=options.priority,
             liveness_endpoint=options.liveness,
             stop_flag=stop_flag,
             ready_flag=ready_flag,

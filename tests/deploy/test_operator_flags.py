@@ -1,0 +1,44 @@
+"""`accelqual operator` flags the chart relies on: peering and the priority that makes one replica act."""
+
+from __future__ import annotations
+
+import pytest
+from accelqual import operator_main
+from accelqual.runtime import OperatorOptions
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[OperatorOptions]:
+    """The options `main` would run the operator with (the operator itself is not started)."""
+    seen: list[OperatorOptions] = []
+
+    async def fake_run(options: OperatorOptions) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(operator_main, "run_operator", fake_run)
+    monkeypatch.setattr("accelqual.operator_main.time.time", lambda: 1_800_000_000.25)
+    return seen
+
+
+def test_an_older_replica_outranks_a_younger_one() -> None:
+    assert operator_main.seniority_priority(1000.0) > operator_main.seniority_priority(1000.000001)
+
+
+def test_peering_replicas_get_a_start_time_priority_by_default(started: list[OperatorOptions]) -> None:
+    assert operator_main.main(["--peering", "accelqual", "--metrics-port", "0"]) == 0
+
+    assert started[0].peering == "accelqual"
+    assert started[0].priority == operator_main.seniority_priority(1_800_000_000.25)
+
+
+def test_an_explicit_peering_priority_wins(started: list[OperatorOptions]) -> None:
+    assert operator_main.main(["--peering", "accelqual", "--peering-priority", "100", "--metrics-port", "0"]) == 0
+
+    assert started[0].priority == 100
+
+
+def test_a_standalone_operator_has_no_peering_priority(started: list[OperatorOptions]) -> None:
+    assert operator_main.main(["--metrics-port", "0"]) == 0
+
+    assert started[0].peering is None
+    assert started[0].priority is None
