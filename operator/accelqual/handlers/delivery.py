@@ -67,9 +67,10 @@ class EvidenceDelivery:
 
     # --- what the reconciler calls -------------------------------------------------------
 
-    async def flush(self, name: str, uid: str, qs: QualificationState, spec: QualificationSpec,
-                    now: datetime) -> list[PostEvent]:
-        """Deliver fresh evidence (to S3, else the outbox) and drain the outbox; returns Events to post."""
+    async def flush(self, name: str, uid: str, qs: QualificationState, now: datetime) -> list[PostEvent]:
+        """Deliver fresh evidence (to S3, else the outbox) and drain the outbox; returns Events to post.
+
+        Each object carries its own destination, so this works whatever the spec says now (even invalid)."""
         d = qs.delivery
         box = await self.outbox(name, uid, qs)
         had_backlog = d.queued_since is not None

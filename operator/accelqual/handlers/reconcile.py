@@ -130,14 +130,17 @@ class Reconciler:
         profiles = _profiles(view.profiles)
         checked = validate_spec(body.get("spec") or {}, profiles)
         if isinstance(checked, SpecProblem):
+            for event in await self.delivery.flush(name, uid, qs, now):  # evidence of earlier runs still goes
+                await self._try_post(name, qs, event, uid)
             await self._reject(name, qs, status, checked, generation, now)
-            return 60.0
+            retry = self.delivery.retry_in(qs, now)
+            return 60.0 if retry is None else min(60.0, retry)
         spec = checked
 
         nodes = self._pool_nodes(spec, view)
         pods = self._probe_pods(name, qs, view, now)
         await self._collect(name, qs, spec, pods, nodes, profiles)
-        for event in await self.delivery.flush(name, uid, qs, spec, now):
+        for event in await self.delivery.flush(name, uid, qs, now):
             await self._try_post(name, qs, event, uid)
         snapshot = Snapshot(
             name=name,
