@@ -15,7 +15,20 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from accelqual.reporting import charts
-from accelqual.reporting.run import RunDocument, check_limits, fmt, limit_text, unit_of
+from accelqual.reporting.run import (
+    CHECK_HEADER,
+    FAILURE_HEADER,
+    NODE_HEADER,
+    OUTLIER_HEADER,
+    THRESHOLD_HEADER,
+    RunDocument,
+    check_rows,
+    facts,
+    failure_rows,
+    node_rows,
+    outlier_rows,
+    threshold_rows,
+)
 
 #: The matrix shows every node up to this many; beyond, the nodes that did not pass.
 MATRIX_MAX_NODES = 400
@@ -60,21 +73,13 @@ def render_html(doc: RunDocument) -> str:
 
 
 def _header(doc: RunDocument) -> str:
-    s, c = doc.summary, doc.counts
-    facts = [("started", s.get("startedAt")), ("finished", s.get("finishedAt")),
-             ("suite", (s.get("policy") or {}).get("suite")),
-             ("profiles", ", ".join(sorted(s.get("profiles") or {}))),
-             ("operator version", s.get("operatorVersion")),
-             ("probe versions", ", ".join(s.get("probeVersions") or [])), ("source", doc.source)]
-    human = s.get("humanReport") or {}
-    if human.get("sha256"):
-        facts.append(("human report", f"{human.get('uri') or human.get('key')} sha256 {human['sha256']}"))
+    c = doc.counts
     verdict = doc.verdict
     return (f"<section id=\"aq-verdict\"><h1>Qualification {escape(doc.qualification)}, run "
             f"{escape(doc.run_id)}</h1>\n<p><span class=\"verdict {verdict}\">{verdict.upper()}</span> "
             f"{c.get('passed', 0)} passed, {c.get('failed', 0)} failed, {c.get('inconclusive', 0)} inconclusive, "
             f"{c.get('skipped', 0)} skipped of {c.get('total', 0)} nodes</p>\n"
-            + _table("aq-facts", ["", ""], [[k, str(v or "-")] for k, v in facts]) + "</section>")
+            + _table("aq-facts", ["", ""], facts(doc)) + "</section>")
 
 
 def _figure_section(div_id: str, title: str, figure: go.Figure | None, note: str) -> str:
@@ -89,17 +94,8 @@ def _failures(doc: RunDocument) -> str:
     failing = doc.failing()
     if not failing:
         return "<section id=\"aq-failures\"><h2>Failures</h2><p>No node failed or was inconclusive.</p></section>"
-    rows = []
-    for row in failing:
-        for cid in [c for c in row.failed_checks if c in row.checks] or [""]:
-            cell = row.checks.get(cid)
-            unit = unit_of(cid)
-            rows.append([row.node, row.verdict or "-", cid or "-", fmt(cell.value, unit) if cell else "-",
-                         limit_text(cell.minimum, cell.maximum, unit) if cell else "-",
-                         cell.reason if cell and cell.reason else row.reason])
     parts = ["<section id=\"aq-failures\"><h2>Failures</h2>",
-             _table("aq-failures-table", ["node", "verdict", "check", "measured", "limit", "reason"], rows,
-                    verdict_column=1)]
+             _table("aq-failures-table", FAILURE_HEADER, failure_rows(doc), verdict_column=1)]
     shown = 0
     for row in failing:
         report = doc.reports.get(row.node)
@@ -118,34 +114,20 @@ def _failures(doc: RunDocument) -> str:
 
 
 def _nodes(doc: RunDocument) -> str:
-    rows = [[r.node, r.verdict or r.state, ", ".join(r.failed_checks) or "-", r.profile or "-", r.driver_version or "-",
-             r.probe_version or "-", fmt(r.duration_seconds, "s"), r.report_sha256 or "-"] for r in doc.nodes]
-    return ("<section><h2>Nodes</h2>" + _table(
-        "aq-nodes", ["node", "verdict", "failed checks", "profile", "driver", "probe", "duration", "report sha256"],
-        rows, verdict_column=1, row_ids=[r.node for r in doc.nodes]) + "</section>")
+    return ("<section><h2>Nodes</h2>" + _table("aq-nodes", NODE_HEADER, node_rows(doc.nodes), verdict_column=1,
+                                               row_ids=[r.node for r in doc.nodes]) + "</section>")
 
 
 def _checks(doc: RunDocument) -> str:
-    stats = doc.check_stats()
-    rows = []
-    for cid in doc.check_ids():
-        st = stats.get(cid) or {}
-        failed = sum(1 for r in doc.nodes if (c := r.checks.get(cid)) is not None and c.verdict in ("fail", "error"))
-        lo, hi = check_limits(doc, cid)
-        rows.append([cid, str(st.get("unit") or unit_of(cid) or "-"), str(st.get("count", "-")), fmt(st.get("median")),
-                     fmt(st.get("mad")), fmt(st.get("min")), fmt(st.get("max")), limit_text(lo, hi), str(failed)])
-    return ("<section><h2>Checks across the fleet</h2>" + _table(
-        "aq-checks", ["check", "unit", "nodes", "median", "MAD", "min", "max", "limit", "failed on"], rows)
-        + "</section>")
+    return "<section><h2>Checks across the fleet</h2>" + _table("aq-checks", CHECK_HEADER, check_rows(doc)) \
+        + "</section>"
 
 
 def _outliers(doc: RunDocument) -> str:
-    rows = [[str(o.get("node")), str(o.get("check")), fmt(o.get("value")), fmt(o.get("median")),
-             f"{float(o.get('deviation') or 0):+.1%}", fmt(o.get("robustZ"))] for o in doc.outliers()]
+    rows = outlier_rows(doc)
     if not rows:
         return ""
-    return ("<section><h2>Fleet outliers</h2>"
-            + _table("aq-outliers", ["node", "check", "value", "median", "deviation", "robust z"], rows) + "</section>")
+    return "<section><h2>Fleet outliers</h2>" + _table("aq-outliers", OUTLIER_HEADER, rows) + "</section>"
 
 
 def _thresholds(doc: RunDocument) -> str:
@@ -154,14 +136,8 @@ def _thresholds(doc: RunDocument) -> str:
         return ""
     parts = ["<section id=\"aq-thresholds\"><h2>Profiles and thresholds</h2>"]
     for name, profile in sorted(profiles.items()):
-        rows = []
-        for cid, t in sorted((profile.get("thresholds") or {}).items()):
-            rule = ", ".join(f"{k} {v}" for k, v in (t.get("rule") or {}).items()) or "-"
-            basis = f"{t['basis']} {fmt(t.get('basisValue'), t.get('unit', ''))}" if t.get("basis") else "-"
-            rows.append([cid, str(t.get("metric") or "-"), rule, basis,
-                         limit_text(t.get("min"), t.get("max"), str(t.get("unit") or ""))])
         parts.append(f"<h3>{escape(name)} ({escape(str(profile.get('source', '?')))})</h3>")
-        parts.append(_table(f"aq-thresholds-{name}", ["check", "metric", "rule", "basis", "limit"], rows))
+        parts.append(_table(f"aq-thresholds-{name}", THRESHOLD_HEADER, threshold_rows(profile)))
         if profile.get("spec"):
             parts.append(f"<details><summary>nominal specs</summary><pre>"
                          f"{escape(json.dumps(profile['spec'], indent=1, sort_keys=True))}</pre></details>")

@@ -11,13 +11,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from accelqual.reporting.run import (
+    CHECK_HEADER,
+    FAILURE_HEADER,
+    NODE_HEADER,
+    OUTLIER_HEADER,
+    THRESHOLD_HEADER,
     RunDocument,
-    check_limits,
+    check_rows,
     device_rows,
+    facts,
+    failure_rows,
     fmt,
     limit_text,
+    node_rows,
+    outlier_rows,
     run_document,
-    unit_of,
+    threshold_rows,
 )
 
 #: The node table lists every node up to this many; beyond, the failing ones and a count.
@@ -32,15 +41,7 @@ def render_markdown(doc: RunDocument) -> str:
     lines += [f"**Verdict: {doc.verdict.upper()}**: {c.get('passed', 0)} passed, {c.get('failed', 0)} failed, "
               f"{c.get('inconclusive', 0)} inconclusive, {c.get('skipped', 0)} skipped of {c.get('total', 0)} "
               "nodes.", ""]
-    lines += _table(["", ""], [
-        ["started", str(s.get("startedAt") or "-")],
-        ["finished", str(s.get("finishedAt") or "-")],
-        ["suite", str((s.get("policy") or {}).get("suite") or "-")],
-        ["profiles", ", ".join(sorted(s.get("profiles") or {})) or "-"],
-        ["operator version", str(s.get("operatorVersion") or "-")],
-        ["probe versions", ", ".join(s.get("probeVersions") or []) or "-"],
-        ["source", doc.source or "-"],
-    ])
+    lines += _table(["", ""], facts(doc))
     lines += _failures(doc)
     lines += _nodes(doc)
     lines += _checks(doc)
@@ -63,16 +64,7 @@ def _failures(doc: RunDocument) -> list[str]:
     if not failing:
         return []
     lines = ["## Failures", ""]
-    rows = []
-    for row in failing:
-        checks = [cid for cid in row.failed_checks if cid in row.checks] or [""]
-        for cid in checks:
-            cell = row.checks.get(cid)
-            unit = unit_of(cid)
-            rows.append([row.node, row.verdict or "-", cid or "-", fmt(cell.value, unit) if cell else "-",
-                         limit_text(cell.minimum, cell.maximum, unit) if cell else "-",
-                         (cell.reason if cell and cell.reason else row.reason)])
-    lines += _table(["node", "verdict", "check", "measured", "limit", "reason"], rows)
+    lines += _table(FAILURE_HEADER, failure_rows(doc))
     for row in failing:
         report = doc.reports.get(row.node)
         if report is None:
@@ -94,40 +86,23 @@ def _nodes(doc: RunDocument) -> list[str]:
         omitted = len(rows) - len(keep)
         rows = keep
     lines = ["## Nodes", ""]
-    lines += _table(["node", "verdict", "failed checks", "profile", "driver", "probe", "duration", "report sha256"],
-                    [[r.node, r.verdict or r.state, ", ".join(r.failed_checks) or "-", r.profile or "-",
-                      r.driver_version or "-", r.probe_version or "-", fmt(r.duration_seconds, "s"),
-                      f"`{r.report_sha256}`" if r.report_sha256 else "-"] for r in rows])
+    lines += _table(NODE_HEADER, [[*r[:-1], f"`{r[-1]}`" if r[-1] != "-" else "-"] for r in node_rows(rows)])
     if omitted:
         lines += [f"({omitted} passing nodes not listed; all are in summary.json.)", ""]
     return lines
 
 
 def _checks(doc: RunDocument) -> list[str]:
-    stats = doc.check_stats()
-    ids = doc.check_ids()
-    if not ids:
-        return []
-    rows = []
-    for cid in ids:
-        st = stats.get(cid) or {}
-        unit = str(st.get("unit") or unit_of(cid))
-        failed = sum(1 for r in doc.nodes if (c := r.checks.get(cid)) is not None and c.verdict in ("fail", "error"))
-        lo, hi = check_limits(doc, cid)
-        rows.append([cid, unit or "-", str(st.get("count", "-")), fmt(st.get("median")), fmt(st.get("mad")),
-                     fmt(st.get("min")), fmt(st.get("max")), limit_text(lo, hi), str(failed)])
-    return ["## Checks across the fleet", "",
-            *_table(["check", "unit", "nodes", "median", "MAD", "min", "max", "limit", "failed on"], rows)]
+    rows = check_rows(doc)
+    return ["## Checks across the fleet", "", *_table(CHECK_HEADER, rows)] if rows else []
 
 
 def _outliers(doc: RunDocument) -> list[str]:
-    outliers = doc.outliers()
-    if not outliers:
+    rows = outlier_rows(doc)
+    if not rows:
         return []
-    rows = [[str(o.get("node")), str(o.get("check")), fmt(o.get("value")), fmt(o.get("median")),
-             f"{float(o.get('deviation') or 0):+.1%}", fmt(o.get("robustZ"))] for o in outliers]
     return ["## Fleet outliers", "", "Nodes far from the pool's median on a performance check (same run):", "",
-            *_table(["node", "check", "value", "median", "deviation", "robust z"], rows)]
+            *_table(OUTLIER_HEADER, rows)]
 
 
 def _thresholds(profiles: Mapping[str, Any]) -> list[str]:
@@ -138,14 +113,7 @@ def _thresholds(profiles: Mapping[str, Any]) -> list[str]:
         if not thresholds:
             lines += ["No thresholded checks ran under this profile.", ""]
             continue
-        rows = []
-        for cid, t in sorted(thresholds.items()):
-            rule = ", ".join(f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}"
-                             for k, v in (t.get("rule") or {}).items()) or "-"
-            basis = f"{t['basis']} {fmt(t.get('basisValue'), t.get('unit', ''))}" if t.get("basis") else "-"
-            rows.append([cid, str(t.get("metric") or "-"), rule, basis,
-                         limit_text(t.get("min"), t.get("max"), str(t.get("unit") or ""))])
-        lines += _table(["check", "metric", "rule", "basis", "limit"], rows)
+        lines += _table(THRESHOLD_HEADER, threshold_rows(profile))
     return lines
 
 

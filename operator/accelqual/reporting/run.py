@@ -209,3 +209,75 @@ def device_rows(report: ProbeReport, checks: Sequence[str]) -> list[tuple[str, s
             rows.append((check.id, m.metric, m.device, m.value, m.unit, limit.min if limit else None,
                          limit.max if limit else None))
     return rows
+
+
+# --- the tables both renderers show (rows of strings) ------------------------------------------
+
+FAILURE_HEADER = ("node", "verdict", "check", "measured", "limit", "reason")
+CHECK_HEADER = ("check", "unit", "nodes", "median", "MAD", "min", "max", "limit", "failed on")
+OUTLIER_HEADER = ("node", "check", "value", "median", "deviation", "robust z")
+THRESHOLD_HEADER = ("check", "metric", "rule", "basis", "limit")
+NODE_HEADER = ("node", "verdict", "failed checks", "profile", "driver", "probe", "duration", "report sha256")
+
+
+def failure_rows(doc: RunDocument) -> list[list[str]]:
+    """One row per failed check of each node that did not pass: measured value, limit and reason."""
+    rows = []
+    for row in doc.failing():
+        for cid in [c for c in row.failed_checks if c in row.checks] or [""]:
+            cell = row.checks.get(cid)
+            unit = unit_of(cid)
+            rows.append([row.node, row.verdict or "-", cid or "-", fmt(cell.value, unit) if cell else "-",
+                         limit_text(cell.minimum, cell.maximum, unit) if cell else "-",
+                         cell.reason if cell and cell.reason else row.reason])
+    return rows
+
+
+def node_rows(rows: Sequence[NodeRow]) -> list[list[str]]:
+    return [[r.node, r.verdict or r.state, ", ".join(r.failed_checks) or "-", r.profile or "-",
+             r.driver_version or "-", r.probe_version or "-", fmt(r.duration_seconds, "s"), r.report_sha256 or "-"]
+            for r in rows]
+
+
+def check_rows(doc: RunDocument) -> list[list[str]]:
+    """Per check: the fleet statistics of its primary value, the limit most nodes had, how many failed it."""
+    stats = doc.check_stats()
+    rows = []
+    for cid in doc.check_ids():
+        st = stats.get(cid) or {}
+        failed = sum(1 for r in doc.nodes if (c := r.checks.get(cid)) is not None and c.verdict in ("fail", "error"))
+        lo, hi = check_limits(doc, cid)
+        rows.append([cid, str(st.get("unit") or unit_of(cid) or "-"), str(st.get("count", "-")),
+                     fmt(st.get("median")), fmt(st.get("mad")), fmt(st.get("min")), fmt(st.get("max")),
+                     limit_text(lo, hi), str(failed)])
+    return rows
+
+
+def outlier_rows(doc: RunDocument) -> list[list[str]]:
+    return [[str(o.get("node")), str(o.get("check")), fmt(o.get("value")), fmt(o.get("median")),
+             f"{float(o.get('deviation') or 0):+.1%}", fmt(o.get("robustZ"))] for o in doc.outliers()]
+
+
+def threshold_rows(profile: Mapping[str, Any]) -> list[list[str]]:
+    """Per check run under a profile: the rule, the nominal basis it applies to, the resulting limit."""
+    rows = []
+    for cid, t in sorted((profile.get("thresholds") or {}).items()):
+        rule = ", ".join(f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}"
+                         for k, v in (t.get("rule") or {}).items()) or "-"
+        basis = f"{t['basis']} {fmt(t.get('basisValue'), t.get('unit', ''))}" if t.get("basis") else "-"
+        rows.append([cid, str(t.get("metric") or "-"), rule, basis,
+                     limit_text(t.get("min"), t.get("max"), str(t.get("unit") or ""))])
+    return rows
+
+
+def facts(doc: RunDocument) -> list[list[str]]:
+    """The run's header facts: times, suite, profiles, versions, where it was read from."""
+    s = doc.summary
+    rows: list[tuple[str, Any]] = [("started", s.get("startedAt")), ("finished", s.get("finishedAt")),
+            ("suite", (s.get("policy") or {}).get("suite")), ("profiles", ", ".join(sorted(s.get("profiles") or {}))),
+            ("operator version", s.get("operatorVersion")), ("probe versions", ", ".join(s.get("probeVersions") or [])),
+            ("source", doc.source)]
+    human = s.get("humanReport") or {}
+    if human.get("sha256"):
+        rows.append(("human report", f"{human.get('uri') or human.get('key')} sha256 {human['sha256']}"))
+    return [[str(k), str(v or "-")] for k, v in rows]
