@@ -138,11 +138,16 @@ def test_s3_outage_across_an_operator_restart_loses_nothing_and_the_backlog_drai
     # The probe pods are released: the outbox, not the pods, holds the evidence now.
     wait_until("probe pods deleted", lambda: probe_pods(cluster) == [], timeout=20)
 
+    cluster.server.emulator.reset_stats()
     cluster.restart_operator()  # the operator's memory is gone; S3 is still down
 
-    time.sleep(1.5)  # a few reconciles of the new operator against the still-unreachable S3
-    status = cluster.qualification("e2e")["status"]
-    assert status["evidenceBacklog"] == 7
+    wait_until("the new operator reads its outbox back from the cluster",
+               lambda: cluster.server.emulator.stats().get(("list", "configmaps", None), 0) > 0)
+    metric = cluster.metrics.registry.get_sample_value
+    wait_until("the new operator tries S3 and fails", lambda: metric("accelqual_evidence_uploads_total",
+                                                                      {"result": "failed"}))
+    assert cluster.qualification("e2e")["status"]["evidenceBacklog"] == 7
+    assert metric("accelqual_evidence_backlog", {"qualification": "e2e"}) == 7
     cluster.s3.start()
 
     wait_until("outbox drained", lambda: cluster.qualification("e2e")["status"]["evidenceBacklog"] == 0)
