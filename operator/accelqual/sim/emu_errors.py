@@ -79,8 +79,14 @@ def conflict(plural: str, group: str, name: str) -> ApiError:
                     reason="Conflict", details=_details(plural, group, name))
 
 
-def invalid(plural: str, group: str, name: str | None, message: str) -> ApiError:
-    return ApiError(422, message, details=_details(plural, group, name))
+def invalid(plural: str, group: str, name: str | None, message: str, *, kind: str | None = None,
+            causes: list[dict[str, str]] | None = None) -> ApiError:
+    """422 Invalid. With `kind` and `causes` ({reason, message, field}) as a real server sends them,
+    kubectl prints `The KIND "NAME" is invalid:` and one line per offending field."""
+    details = _details(kind or plural, group, name)
+    if causes:
+        details["causes"] = causes
+    return ApiError(422, message, details=details)
 
 
 def bad_request(message: str) -> ApiError:

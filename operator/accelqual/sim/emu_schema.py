@@ -46,7 +46,10 @@ def validate(kind: str, group: str, plural: str, schema_json: str, obj: JsonObj)
         return
     name = str((obj.get("metadata") or {}).get("name", ""))
     details = []
+    causes = []
     for problem in problems[:10]:
         path = ".".join(str(p) for p in problem.absolute_path) or "<root>"
         details.append(f"{path}: Invalid value: {problem.message}")
-    raise errors.invalid(plural, group, name, f'{kind}.{group} "{name}" is invalid: ' + "; ".join(details))
+        causes.append({"reason": "FieldValueInvalid", "message": f"Invalid value: {problem.message}", "field": path})
+    raise errors.invalid(plural, group, name, f'{kind}.{group} "{name}" is invalid: ' + "; ".join(details),
+                         kind=kind, causes=causes)

@@ -38,6 +38,7 @@ from kmock import Payload, Request
 from accelqual.sim import emu_http as http
 from accelqual.sim.emu_errors import ApiError, bad_request, invalid
 from accelqual.sim.emu_faults import FaultRule, FaultSet, RequestStats, StatsKey
+from accelqual.sim.emu_openapi import OPENAPI_V2_PATH, openapi_v2_response
 from accelqual.sim.emu_patch import JsonObj, clone, json_patch, merge_patch, strategic_merge_patch
 from accelqual.sim.emu_resources import (
     RESOURCE_VERBS,
@@ -176,6 +177,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+        if raw_request.path == OPENAPI_V2_PATH:  # for kubectl's client-side validation (emu_openapi)
+            self._stats.count("get", "", None)
+            return openapi_v2_response(raw_request.headers.get("Accept"))
         route = http.parse_route(raw_request.path)
         if route is None or route.plural is None:
             self._stats.count("get", "", None)

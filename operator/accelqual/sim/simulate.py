@@ -164,11 +164,19 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--parallel", type=int, default=2, help="probes run at once on this machine")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--serve", action="store_true",
+                   help="keep the simulated cluster running for kubectl (modelled H100 probes) until Ctrl-C")
+    p.add_argument("--kubeconfig", metavar="PATH", help="with --serve: write the kubeconfig here "
+                                                        "(default: $TMPDIR/accelqual-simulate/kubeconfig)")
     return p.parse_args(list(argv))
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse(argv)
+    if args.serve:
+        from accelqual.sim.serve import serve
+
+        return serve(args)
     configure_logging("text", args.log_level)
     console = Console(stderr=args.json == "-")
     try:
