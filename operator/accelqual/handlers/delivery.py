@@ -177,6 +177,8 @@ class EvidenceDelivery:
                 await self._io(store.put, obj.key, obj.body, obj.content_type)
             except EvidenceError as exc:
                 d.last_error = str(exc)
+                # Build the client again next time: the Secret's keys may have been rotated meanwhile.
+                self._stores.pop(_store_key(obj.report), None)
                 return False
             return True
 
@@ -223,7 +225,7 @@ class EvidenceDelivery:
 
     async def _store(self, report: Mapping[str, Any]) -> EvidenceStore:
         spec = ReportSpec.model_validate(dict(report))
-        cache_key = json.dumps(spec.to_json_dict(), sort_keys=True)
+        cache_key = _store_key(report)
         if cache_key in self._stores:
             return self._stores[cache_key]
         credentials = None
@@ -273,6 +275,10 @@ class EvidenceDelivery:
                               f"S3 took the evidence that waited in the outbox since {since}; the outbox is empty",
                               key=f"outbox/{since}/delivered")]
         return []
+
+
+def _store_key(report: Mapping[str, Any]) -> str:
+    return json.dumps(ReportSpec.model_validate(dict(report)).to_json_dict(), sort_keys=True)
 
 
 def _iso(moment: datetime) -> str:
