@@ -91,9 +91,11 @@ def qualification(report: dict[str, Any], *, name: str = QUALIFICATION) -> dict[
             "maxConcurrent": "50%",
             # A simulated delivery with several faulty cards on purpose: the budget must not halt it.
             "failureBudget": "50%",
-            # All simulated nodes share this machine's two cores, so peers differ far more than
-            # identical cards would; the peer comparison is kept for gross outliers only.
-            "fleetRelative": {"maxDeviation": 0.5, "minRobustZ": 4},
+            # All simulated nodes share this machine's two cores (and whatever else runs on it), so
+            # they are not independent peers: a probe that ran beside a busy neighbour looks slow.
+            # The peer comparison is reported (Events, summary) but does not fail nodes here; the
+            # absolute limits, measured against an in-process reference, decide.
+            "fleetRelative": {"maxDeviation": 0.3, "minRobustZ": 4, "action": "warn"},
             "probe": {"image": "ghcr.io/accelqual/probe-cpu:0.1.0", "resourceName": SIM_RESOURCE,
                       "cpu": "1", "memory": "2Gi", "timeoutSeconds": 300},
             "report": report,
