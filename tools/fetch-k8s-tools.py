@@ -78,7 +78,7 @@ def install(data: bytes, target: Path) -> None:
         tmp.write(data)
     os.chmod(tmp.name, 0o755)
     os.replace(tmp.name, target)
-    log(f"installed {target.relative_to(ROOT)} ({len(data) / 1e6:.1f} MB)")
+    log(f"installed {target} ({len(data) / 1e6:.1f} MB)")
 
 
 def fetch_helm_kubectl(bin_dir: Path, cache: Path) -> None:
@@ -122,6 +122,12 @@ def fetch_promtool(bin_dir: Path, cache: Path) -> bool:
         log(f"apt-get download {PROMETHEUS_DEB}")
         done = subprocess.run(["apt-get", "download", PROMETHEUS_DEB], cwd=cache, capture_output=True, text=True,
                               check=False)
+        if done.returncode != 0 and os.geteuid() == 0:
+            # A fresh CI image often has no package lists yet; root may fetch them.
+            log("apt-get update (no package lists yet?)")
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
+            done = subprocess.run(["apt-get", "download", PROMETHEUS_DEB], cwd=cache, capture_output=True,
+                                  text=True, check=False)
         debs = sorted(cache.glob(f"{PROMETHEUS_DEB}_*.deb"))
         if done.returncode != 0 or not debs:
             log(f"SKIPPED promtool: `apt-get download {PROMETHEUS_DEB}` failed ({done.stderr.strip()[-300:]}); "
