@@ -213,3 +213,16 @@ def test_operator_image_is_pinned_by_digest_when_given(helm: Path) -> None:
     _, pod = _deployment(helm_template(helm, set_values=[f"image.digest={digest}"]))
 
     assert pod["containers"][0]["image"] == f"ghcr.io/accelqual/operator@{digest}"
+
+
+def test_notes_name_the_probe_images_the_peering_and_the_crd_upgrade_step(helm: Path, tmp_path: Path) -> None:
+    done = subprocess.run([str(helm), "install", "accelqual", str(CHART), "-n", NAMESPACE, "--dry-run=client",
+                           "--set", "replicaCount=2"], capture_output=True, text=True, timeout=120, check=False,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")})
+    notes = done.stdout.split("NOTES:", 1)[-1]
+
+    assert done.returncode == 0, done.stderr
+    assert 'kopf peering "accelqual"' in notes
+    for vendor in ("cuda", "rocm", "cpu", "ascend"):
+        assert f"ghcr.io/accelqual/probe-{vendor}:0.1.0" in notes
+    assert "kubectl apply --server-side --force-conflicts -f helm/accelqual/crds/" in notes
