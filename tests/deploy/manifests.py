@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import yaml
+from accelqual.sim.emu_schema import to_jsonschema
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "accelqual"
@@ -105,19 +106,22 @@ def load_yaml_documents(path: Path) -> list[Doc]:
     return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
 
 
-def _strict(node: Any) -> Any:
-    """OpenAPI v3 (structural) to JSON Schema; objects with `properties` admit no other fields."""
+def _closed(node: Any) -> Any:
+    """The schema with every object that lists its properties closed to others (unless it preserves them)."""
     if isinstance(node, list):
-        return [_strict(n) for n in node]
+        return [_closed(n) for n in node]
     if not isinstance(node, Mapping):
         return node
-    out = {k: _strict(v) for k, v in node.items() if not k.startswith("x-kubernetes-") and k != "nullable"}
-    if node.get("nullable") and "type" in out:
-        out["type"] = [out["type"], "null"]
-    if ("properties" in node and "additionalProperties" not in node
-            and not node.get("x-kubernetes-preserve-unknown-fields")):
+    out = {k: _closed(v) for k, v in node.items()}
+    if "properties" in node and "additionalProperties" not in node \
+            and not node.get("x-kubernetes-preserve-unknown-fields"):
         out["additionalProperties"] = False
     return out
+
+
+def _strict(openapi: Mapping[str, Any]) -> Any:
+    """A CRD's OpenAPI v3 schema as strict JSON Schema (the emulator's translation, then closed objects)."""
+    return to_jsonschema(_closed(openapi))
 
 
 def crd_documents() -> list[Doc]:
