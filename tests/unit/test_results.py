@@ -48,7 +48,8 @@ def test_failed_check_fails_the_node_and_is_named() -> None:
         (REPORT_MARKER + "[1, 2, 3]", "not a JSON object"),
         (REPORT_MARKER + json.dumps({"schemaVersion": "accelqual.io/v1", "verdict": "pass"}), "does not match"),
         (REPORT_MARKER + json.dumps({"verdict": "pass"}), "schemaVersion"),
-        (REPORT_MARKER + "[" * 100000 + "]" * 100000, "not valid JSON"),
+        (REPORT_MARKER + "[" * 100000 + "]" * 100000, "not a JSON object"),
+        (REPORT_MARKER + '{"a":' * 100000 + "1" + "}" * 100000, "not valid JSON"),
     ],
 )
 def test_garbage_output_is_inconclusive_never_pass(log: str, why: str) -> None:

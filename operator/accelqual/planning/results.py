@@ -87,8 +87,10 @@ def evaluate_pod(
     except ReportError as exc:
         return _inconclusive(pod, f"probe report rejected: {exc}", payload[:256])
 
-    canonical = report.to_json()
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    # The evidence is the report exactly as the node sent it (validated above); its digest is what
+    # the node annotation and the summary record, so anyone can check the stored object against them.
+    canonical = payload
+    digest = hashlib.sha256(payload.encode("utf-8", errors="surrogateescape")).hexdigest()
 
     def rejected(reason: str) -> NodeResult:
         result = _inconclusive(pod, reason)
