@@ -104,6 +104,10 @@ class DeviceBackend(ABC):
     def allocation_limit(self, index: int) -> int:
         """Bytes a probe may try to allocate on the device without harming the host."""
 
+    def scratch_limit(self, index: int) -> int:
+        """Bytes a measurement's short-lived buffers (the bandwidth arrays) may take at once."""
+        return self.allocation_limit(index)
+
     def driver_version(self) -> str | None:
         return None
 
@@ -125,15 +129,27 @@ class DeviceBackend(ABC):
         return None
 
     # -- primitives the checks measure through -------------------------------------------------
-    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """One dense GEMM; fp8 and int8 use the scaled/integer kernels (fp32/int32 results)."""
+    def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """One dense GEMM; fp8 and int8 use the scaled/integer kernels (fp32/int32 results).
+
+        `out` (2-D operands only) receives the result, so a timed loop allocates nothing.
+        """
         if a.dtype in (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz):
             one = torch.ones((), dtype=torch.float32, device=a.device)
-            # _scaled_mm wants the second operand column-major.
-            return torch._scaled_mm(a, b.t().contiguous().t(), scale_a=one, scale_b=one, out_dtype=torch.float32)
+            # _scaled_mm wants the second operand column-major; operands made for it already are
+            # (checks.function.gemm_operands), others are transposed here, inside the timed call.
+            b = b if b.t().is_contiguous() else b.t().contiguous().t()
+            if out is None:
+                return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.float32)
+            return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.float32, out=out)
         if a.dtype is torch.int8:
-            return torch._int_mm(a, b)
-        return a @ b
+            return torch._int_mm(a, b) if out is None else torch._int_mm(a, b, out=out)
+        return a @ b if out is None else torch.mm(a, b, out=out)
+
+    def matmul_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """An uninitialised tensor `matmul(a, b, out=...)` can write its result into."""
+        dtype = {torch.int8: torch.int32}.get(a.dtype, torch.float32 if a.element_size() == 1 else a.dtype)
+        return torch.empty(a.shape[0], b.shape[1], dtype=dtype, device=a.device)
 
     def copy_(self, dst: torch.Tensor, src: torch.Tensor) -> None:
         """Device memory copy (STREAM copy): reads `src`, writes `dst`."""

@@ -1,7 +1,10 @@
 """The CPU as a device: the reference device of CI, laptops and the simulated fleet.
 
 Inventory comes from /proc (model name, MemTotal); allocations are bounded so a probe
-never squeezes the host it shares with other probes or workloads. torch and numpy
+never squeezes the host it shares with other probes or workloads. Memory copies go
+through the C library's `memcpy`, the copy kernel tuned for this CPU (it switches to
+non-temporal stores for copies larger than the caches, as STREAM-class copies need,
+which `Tensor.copy_`'s vectorised loop does not). torch and numpy
 BLAS are pinned to the same small thread count (`ACCELQUAL_CPU_THREADS`, default 1):
 probes that share a host then measure alike, and the two libraries' spin-waiting
 thread pools cannot distort each other's timings.
@@ -9,8 +12,11 @@ thread pools cannot distort each other's timings.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -19,10 +25,14 @@ from accelqual_probes import reference
 from accelqual_probes.devices.base import BackendSpec, DeviceBackend
 
 ENV_CPU_THREADS = "ACCELQUAL_CPU_THREADS"
-#: Upper bound of what a probe allocates on a CPU host, whatever its size. Every page is
-#: touched to prove it real, and first-touch faults cost ~1 ms per MiB on virtual machines:
-#: 256 MiB keeps the capacity check under half a second.
+#: Upper bound of what the capacity check allocates on a CPU host, whatever its size. Every
+#: page is touched to prove it real, and first-touch faults cost ~1 ms per MiB on virtual
+#: machines: 256 MiB keeps the capacity check under half a second.
 CPU_ALLOCATION_CAP = 256 << 20
+#: Upper bound of a measurement's short-lived buffers: two 256 MiB bandwidth arrays, each
+#: several times a server CPU's last-level cache (the STREAM rule) and large enough for
+#: `memcpy` to stream past the caches (glibc does above 3/4 of the cache size it detects).
+CPU_SCRATCH_CAP = 512 << 20
 #: Share of the host's available memory (or cgroup headroom) a probe may take.
 CPU_ALLOCATION_SHARE = 0.10
 
@@ -107,13 +117,25 @@ class CpuBackend(DeviceBackend):
         return read_meminfo().get("MemTotal", 0)
 
     def allocation_limit(self, index: int) -> int:
-        info = read_meminfo()
-        available = info.get("MemAvailable", info.get("MemFree", 0))
-        bounds = [CPU_ALLOCATION_CAP, int(available * CPU_ALLOCATION_SHARE)]
-        headroom = cgroup_headroom()
-        if headroom is not None:
-            bounds.append(int(headroom * CPU_ALLOCATION_SHARE))
-        return max(0, min(bounds)) // (1 << 20) * (1 << 20)
+        return _host_share(CPU_ALLOCATION_CAP)
+
+    def scratch_limit(self, index: int) -> int:
+        return _host_share(CPU_SCRATCH_CAP)
+
+    @contextmanager
+    def session(self, check_id: str) -> Iterator[None]:
+        # OpenMP's and MKL's thread counts belong to each thread: a check's worker thread starts
+        # with the libraries' defaults (every core) until torch initialises it lazily on its first
+        # large parallel op, so small GEMMs ran two-threaded and, on a busy host, stalled ~15 ms
+        # at each barrier. Pinned here, before the check's first op.
+        torch.set_num_threads(self.threads)
+        yield
+
+    def copy_(self, dst: torch.Tensor, src: torch.Tensor) -> None:
+        if _memcpy_compatible(dst, src):
+            ctypes.memmove(dst.data_ptr(), src.data_ptr(), src.numel() * src.element_size())
+        else:
+            dst.copy_(src)
 
     def runtime_version(self) -> str | None:
         capability = torch.backends.cpu.get_cpu_capability()
@@ -121,3 +143,25 @@ class CpuBackend(DeviceBackend):
 
     def spec(self) -> BackendSpec:
         return BackendSpec(kind=self.kind, cpu_threads=self.threads)
+
+
+def _host_share(cap: int) -> int:
+    """`cap`, or less where the host's available memory or the cgroup's headroom is short (whole MiB)."""
+    info = read_meminfo()
+    available = info.get("MemAvailable", info.get("MemFree", 0))
+    bounds = [cap, int(available * CPU_ALLOCATION_SHARE)]
+    headroom = cgroup_headroom()
+    if headroom is not None:
+        bounds.append(int(headroom * CPU_ALLOCATION_SHARE))
+    return max(0, min(bounds)) // (1 << 20) * (1 << 20)
+
+
+def _memcpy_compatible(dst: torch.Tensor, src: torch.Tensor) -> bool:
+    """Whether `dst.copy_(src)` is a plain byte copy between distinct, contiguous CPU buffers."""
+    if dst.device.type != "cpu" or src.device.type != "cpu" or dst.dtype != src.dtype:
+        return False
+    if dst.shape != src.shape or not (dst.is_contiguous() and src.is_contiguous()) or dst.requires_grad:
+        return False
+    size = src.numel() * src.element_size()
+    low, high = sorted((dst.data_ptr(), src.data_ptr()))
+    return low + size <= high  # no overlap

@@ -194,6 +194,9 @@ class FaultyBackend(DeviceBackend):
     def allocation_limit(self, index: int) -> int:
         return self.inner.allocation_limit(index)
 
+    def scratch_limit(self, index: int) -> int:
+        return self.inner.scratch_limit(index)
+
     def driver_version(self) -> str | None:
         return self.inner.driver_version()
 
@@ -235,9 +238,12 @@ class FaultyBackend(DeviceBackend):
     def compute(self) -> AbstractContextManager[None]:
         return self._compute_scope()
 
-    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         with self._compute_scope():
-            return self.inner.matmul(a, b)
+            return self.inner.matmul(a, b, out)
+
+    def matmul_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.inner.matmul_output(a, b)
 
     @contextmanager
     def session(self, check_id: str) -> Iterator[None]:
