@@ -70,7 +70,7 @@ def _gemm(dtype: str) -> CheckSpec:
         id=f"perf.gemm.{dtype}",
         category=Category.PERFORMANCE,
         title=f"Dense GEMM throughput, {dtype}",
-        method="sustained square matmul, best of repeated timed rounds after warm-up",
+        method="sustained square matmul at the fastest of a few sizes, best of repeated timed rounds after warm-up",
         metric="tflops",
         unit="TFLOPS",
         basis=Basis.PEAK,

@@ -1,8 +1,8 @@
 """In-run reference measurements on the host with numpy, outside the device path.
 
 The `cpu-reference` profile judges the CPU "device" (torch) against these: numpy BLAS
-GEMM for compute and a plain numpy copy for bandwidth, on the same shapes and with
-the same FLOP/byte formulas. Injected faults live in the device layer and never touch
+GEMM for compute and a plain numpy copy for bandwidth (between the probe's own arrays),
+on the same shapes and with the same FLOP/byte formulas. Injected faults live in the device layer and never touch
 numpy, so a reference taken in the same run stays a healthy yardstick, and because it
 is measured alternately with the probe, host contention slows both alike.
 """
@@ -87,13 +87,17 @@ class GemmReference:
 
 
 class CopyReference:
-    """A plain numpy copy of `nbytes`; bytes moved counted as `2 x nbytes` (read + write)."""
+    """A plain numpy copy from `src` to `dst`; bytes moved counted as `2 x nbytes` (read + write)."""
 
-    def __init__(self, nbytes: int) -> None:
+    def __init__(self, dst: npt.NDArray[Any], src: npt.NDArray[Any]) -> None:
+        self.dst, self.src = dst, src
+        self.bytes_moved = 2.0 * src.nbytes
+
+    @classmethod
+    def of_size(cls, nbytes: int) -> CopyReference:
+        """A copy between two arrays of its own."""
         count = max(1, nbytes // 8)
-        self.src = np.ones(count, dtype=np.float64)
-        self.dst = np.zeros(count, dtype=np.float64)
-        self.bytes_moved = 2.0 * count * 8
+        return cls(np.zeros(count, dtype=np.float64), np.ones(count, dtype=np.float64))
 
     def run(self, repeats: int) -> None:
         for _ in range(repeats):

@@ -4,7 +4,10 @@ Against a nominal profile the basis is the datasheet value; against `cpu-referen
 it is a numpy measurement of the same problem (same shape, same FLOP or byte formula)
 taken in alternating rounds with the probe, so that host contention slows both and
 only a slower device path moves the ratio. Every figure is the best of several timed
-rounds after warm-up.
+rounds after warm-up. A GEMM is measured at the fastest of a few square sizes (kernels
+peak at different sizes per dtype and device) into a preallocated output; copies use the
+device's copy kernel (`memcpy` on a CPU). `benchmarks/probe_fidelity.py` compares these
+figures with the best reference measurements of the same machine.
 """
 
 from __future__ import annotations
@@ -29,23 +32,63 @@ LIKE_FOR_LIKE = {"fp64": "fp64", "fp32": "fp32"}
 
 
 class GemmParams(CheckParams):
-    n: int = 8192
+    #: Square sizes tried before the measurement (halved for fp64 on accelerators); the fastest
+    #: one is measured. Kernels peak at different sizes: BLAS is flat beyond a few hundred, the
+    #: fallback kernels of CPUs without native low-precision GEMM fall off a cliff beyond the L2
+    #: cache (~200), and fp8, converted to fp32 on such CPUs, gains up to ~1000.
+    sizes: tuple[int, ...] = (4096, 8192)
     rounds: int = 5
     #: Seconds one timed round should last (the repeats per round are calibrated to it).
     round_s: float = 0.1
+    #: A size whose single GEMM would take longer than this, extrapolated from the previous size, is not tried.
+    max_call_s: float = 0.5
 
     @classmethod
     def for_run(cls, sizing: Sizing) -> GemmParams:
         if sizing.accelerator:
-            return cls(n=4096 if sizing.quick else 8192, rounds=5, round_s=0.1)
-        return cls(n=384 if sizing.quick else 512, rounds=6 if sizing.quick else 8, round_s=0.03)
+            return cls(sizes=(4096, 8192) if sizing.quick else (4096, 8192, 16384), rounds=5, round_s=0.1)
+        # A shared CPU host preempts its processes every few milliseconds: rounds of a single GEMM
+        # (the best of many) see the undisturbed speed that long rounds rarely do.
+        if sizing.quick:
+            return cls(sizes=(128, 192, 256, 384, 512), rounds=12, round_s=0.002, max_call_s=0.05)
+        return cls(sizes=(128, 192, 256, 384, 512, 768, 1024), rounds=16, round_s=0.002, max_call_s=0.1)
 
 
-def _gemm_size(params: GemmParams, dtype: str, accelerator: bool) -> int:
-    if accelerator:
-        return params.n // 2 if dtype == "fp64" else params.n
-    # CPU low-precision GEMMs run through slow fallback kernels: a smaller problem.
-    return params.n if dtype in LIKE_FOR_LIKE else params.n // 2
+def _candidate_sizes(params: GemmParams, dtype: str, accelerator: bool) -> list[int]:
+    return sorted({n // 2 if accelerator and dtype == "fp64" else n for n in params.sizes})
+
+
+class _Gemm:
+    """Operands and output of one GEMM size, and the timed work over them."""
+
+    def __init__(self, ctx: CheckContext, index: int, dtype: str, n: int) -> None:
+        self.device = ctx.device
+        self.n = n
+        self.a, self.b = gemm_operands(ctx.device, index, dtype, n, seed=5 + index)
+        self.out = ctx.device.matmul_output(self.a, self.b)
+        self.flops = 2.0 * n**3
+
+    def run(self, repeats: int) -> None:
+        for _ in range(repeats):
+            self.device.matmul(self.a, self.b, self.out)
+
+
+def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
+                  sync: Callable[[], None]) -> _Gemm:
+    """The candidate size whose GEMM runs fastest here (each timed briefly, smallest first)."""
+    best: tuple[float, _Gemm] | None = None
+    rate = 0.0
+    for n in _candidate_sizes(params, dtype, ctx.device.accelerator):
+        if best is not None and 2.0 * n**3 / rate > params.max_call_s:
+            break
+        ctx.checkpoint()
+        gemm = _Gemm(ctx, index, dtype, n)
+        repeats = timing.calibrate(gemm.run, sync, params.round_s / 2)
+        rate = gemm.flops / timing.best_of(gemm.run, repeats, 3, sync, ctx.checkpoint)
+        if best is None or rate > best[0]:
+            best = (rate, gemm)
+    assert best is not None
+    return best[1]
 
 
 def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
@@ -57,42 +100,38 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
     if not ctx.relative and nominal is None:
         raise NotApplicableError(f"profile {ctx.profile_name} declares no {dtype} peak")
     evidence = Evidence()
-    n = _gemm_size(params, dtype, ctx.device.accelerator)
-    flops = 2.0 * n**3
     values: list[tuple[float, int | None]] = []
+    sizes: list[str] = []
     basis: float | None = None
     for index in ctx.devices:
-        a, b = gemm_operands(ctx.device, index, dtype, n, seed=5 + index)
         ref_tflops = 0.0
-
-        def probe(repeats: int, a: torch.Tensor = a, b: torch.Tensor = b) -> None:
-            for _ in range(repeats):
-                ctx.device.matmul(a, b)
-
         sync = _sync(ctx, index)
         try:
             with tf32_math(dtype == "tf32"):
-                probe_repeats = timing.calibrate(probe, sync, params.round_s)
+                gemm = _fastest_size(ctx, index, dtype, params, sync)
+                probe_repeats = timing.calibrate(gemm.run, sync, params.round_s)
                 if ctx.relative:
-                    ref = reference.GemmReference(n, LIKE_FOR_LIKE.get(dtype, "fp32"))
+                    ref = reference.GemmReference(gemm.n, LIKE_FOR_LIKE.get(dtype, "fp32"))
                     ref_repeats = timing.calibrate(ref.run, lambda: None, params.round_s)
-                    seconds, ref_seconds = timing.interleaved(probe, probe_repeats, ref.run, ref_repeats,
+                    seconds, ref_seconds = timing.interleaved(gemm.run, probe_repeats, ref.run, ref_repeats,
                                                               params.rounds, sync, ctx.checkpoint)
                     ref_tflops = ref.flops / ref_seconds / TFLOP
                     basis = ref_tflops if basis is None else min(basis, ref_tflops)
                 else:
-                    seconds = timing.best_of(probe, probe_repeats, params.rounds, sync, ctx.checkpoint)
+                    seconds = timing.best_of(gemm.run, probe_repeats, params.rounds, sync, ctx.checkpoint)
         except RuntimeError as exc:
             if ctx.relative or nominal is None:
                 raise NotApplicableError(f"{dtype} GEMM is not supported: {str(exc).splitlines()[0][:160]}") from None
             evidence.finding(Verdict.FAIL, f"device {index}: profile declares a {dtype} peak but the GEMM failed: "
                                            f"{str(exc).splitlines()[0][:160]}")
             continue
-        tflops = flops / seconds / TFLOP
+        tflops = gemm.flops / seconds / TFLOP
         values.append((tflops, index))
+        sizes.append(str(gemm.n))
         evidence.measure("tflops", tflops, "TFLOPS", index)
         if ctx.relative:
             evidence.measure("reference_tflops", ref_tflops, "TFLOPS", index)
+        del gemm
     if not values:
         return evidence
     if ctx.relative:
@@ -101,11 +140,12 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
         evidence.judge(ctx.threshold(basis=basis, basis_name=name), values, ctx.warn_below(basis))
         for value, where in values:
             evidence.measure("fraction_of_reference", value / basis, "", where)
-        evidence.note(f"n={n}")
     else:
         evidence.judge(ctx.threshold(), values, ctx.warn_below())
         for value, where in values:
             evidence.measure("fraction_of_nominal", value / (nominal or 1.0), "", where)
+    tried = _candidate_sizes(params, dtype, ctx.device.accelerator)
+    evidence.note(f"n={','.join(dict.fromkeys(sizes))} (the fastest of {', '.join(map(str, tried))})")
     return evidence
 
 
@@ -129,45 +169,72 @@ class BandwidthParams(CheckParams):
     #: Bytes per array: far larger than any cache, so the copy streams from memory.
     nbytes: int = 1 << 30
     rounds: int = 6
+    #: Smallest arrays the check falls back to when the device cannot hold two of `nbytes`.
+    min_nbytes: int = 64 << 20
 
     @classmethod
     def for_run(cls, sizing: Sizing) -> BandwidthParams:
         if sizing.accelerator:
             return cls(nbytes=1 << 30, rounds=6)
-        # Three 32 MiB arrays: beyond the last-level cache share of a CPU probe, and within
-        # the 256 MiB the CPU device offers even when half of it is missing (memory-shortfall).
-        return cls(nbytes=32 << 20, rounds=8 if sizing.quick else 12)
+        # Two 256 MiB arrays: several times a server CPU's last-level cache (the STREAM rule) and
+        # beyond the size where memcpy streams past the caches. Where memory is short (a small
+        # host, memory-shortfall) the arrays shrink to what the device grants, down to 16 MiB.
+        return cls(nbytes=256 << 20, rounds=8 if sizing.quick else 12, min_nbytes=16 << 20)
+
+
+def _bandwidth_buffers(ctx: CheckContext, index: int, params: BandwidthParams,
+                       evidence: Evidence) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Two float32 arrays of `nbytes` (or the largest halving of it the device grants), filled."""
+    nbytes = max(params.min_nbytes, min(params.nbytes, ctx.device.scratch_limit(index) // 2))
+    failure = ""
+    while nbytes >= params.min_nbytes:
+        a: torch.Tensor | None = None
+        try:
+            a = ctx.device.empty(nbytes // 4, torch.float32, index)
+            b = ctx.device.empty(nbytes // 4, torch.float32, index)
+        except DeviceOutOfMemoryError as exc:
+            failure = str(exc)
+            if a is not None:
+                ctx.device.free(a)
+            del a
+            nbytes //= 2
+            continue
+        if nbytes < params.nbytes:
+            evidence.note(f"device {index}: {nbytes >> 20} MiB arrays (of {params.nbytes >> 20} MiB wanted)"
+                          + (f" after: {failure}" if failure else ""))
+        b.fill_(1.0)
+        a.fill_(0.0)
+        return a, b
+    evidence.finding(Verdict.ERROR, f"device {index}: cannot allocate the bandwidth buffers: {failure}")
+    return None
 
 
 @check("perf.membw", params=BandwidthParams, timeout_s=180)
 def membw(ctx: CheckContext, params: BandwidthParams) -> Evidence:
     """STREAM copy (judged) and triad (reported): bytes moved per second, best of N rounds.
 
-    Copy counts 2 x bytes (read + write), triad 3 x bytes, as STREAM does; the host
-    reference is a numpy copy of the same size counted the same way.
+    Copy counts 2 x bytes (read + write), triad 3 x bytes, as STREAM does; triad runs over
+    halves of the two arrays (three distinct streams). The host reference is a numpy copy
+    between the same two arrays, counted the same way.
     """
     evidence = Evidence()
     values: list[tuple[float, int | None]] = []
     basis: float | None = None
-    numel = params.nbytes // 4
     for index in ctx.devices:
-        try:
-            a = ctx.device.empty(numel, torch.float32, index)
-            b = ctx.device.empty(numel, torch.float32, index)
-            c = ctx.device.empty(numel, torch.float32, index)
-        except DeviceOutOfMemoryError as exc:
-            evidence.finding(Verdict.ERROR, f"device {index}: cannot allocate the bandwidth buffers: {exc}")
+        buffers = _bandwidth_buffers(ctx, index, params, evidence)
+        if buffers is None:
             continue
-        b.fill_(1.0)
-        c.fill_(2.0)
-        a.fill_(0.0)
+        a, b = buffers
+        numel = a.numel()
+        half = numel // 2
         ref_gbps = 0.0
 
         def copy(repeats: int, a: torch.Tensor = a, b: torch.Tensor = b) -> None:
             for _ in range(repeats):
                 ctx.device.copy_(a, b)
 
-        def triad(repeats: int, a: torch.Tensor = a, b: torch.Tensor = b, c: torch.Tensor = c) -> None:
+        def triad(repeats: int, a: torch.Tensor = a[:half], b: torch.Tensor = b[:half],
+                  c: torch.Tensor = b[half:2 * half]) -> None:
             for _ in range(repeats):
                 ctx.device.triad(a, b, c, 3.0)
 
@@ -175,23 +242,28 @@ def membw(ctx: CheckContext, params: BandwidthParams) -> Evidence:
         copy(1)
         sync()
         if ctx.relative:
-            ref = reference.CopyReference(params.nbytes)
+            # Between the same two arrays on a host device: no extra memory, the same pages.
+            ref = (reference.CopyReference(a.numpy(), b.numpy()) if a.device.type == "cpu"
+                   else reference.CopyReference.of_size(numel * 4))
             ref.run(1)
             seconds, ref_seconds = timing.interleaved(copy, 1, ref.run, 1, params.rounds, sync, ctx.checkpoint)
             ref_gbps = ref.bytes_moved / ref_seconds / GB
             basis = ref_gbps if basis is None else min(basis, ref_gbps)
+            del ref
         else:
             seconds = timing.best_of(copy, 1, params.rounds, sync, ctx.checkpoint)
+        triad(1)
         triad_seconds = timing.best_of(triad, 1, max(2, params.rounds // 2), sync, ctx.checkpoint)
         gbps = 2.0 * numel * 4 / seconds / GB
         values.append((gbps, index))
         evidence.measure("gbps", gbps, "GB/s", index)
         if ctx.relative:
             evidence.measure("reference_gbps", ref_gbps, "GB/s", index)
-        evidence.measure("triad_gbps", 3.0 * numel * 4 / triad_seconds / GB, "GB/s", index)
-        for buffer in (a, b, c):
+        evidence.measure("triad_gbps", 3.0 * half * 4 / triad_seconds / GB, "GB/s", index)
+        del copy, triad, buffers
+        for buffer in (a, b):
             ctx.device.free(buffer)
-        del a, b, c
+        del a, b
     if not values:
         return evidence
     if ctx.relative:
