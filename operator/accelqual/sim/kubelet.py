@@ -32,6 +32,7 @@ log = logging.getLogger("accelqual.sim.kubelet")
 
 #: Longest termination message the kubelet keeps (Kubernetes: 4096 bytes).
 TERMINATION_MESSAGE_LIMIT = 4096
+UNFINISHED = "status.phase!=Succeeded,status.phase!=Failed"
 
 
 @dataclass
@@ -265,9 +266,13 @@ class SimulatedKubelet:
             self._stop.wait(self.interval)
 
     def step(self) -> None:
-        pods = self.kube.list_all("/api/v1/pods")
-        nodes = {n["metadata"]["name"]: n for n in self.kube.list_all("/api/v1/nodes")}
+        # Finished pods hold nothing and need nothing: a fleet's history is not re-read every pass.
+        listed = self.kube.request("GET", "/api/v1/pods", query=[("fieldSelector", UNFINISHED)])
+        pods: list[dict[str, Any]] = listed.get("items") or []
         live = {_key(p): p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")}
+        nodes: dict[str, dict[str, Any]] = {}
+        if any(not (p.get("spec") or {}).get("nodeName") for p in live.values()):
+            nodes = {n["metadata"]["name"]: n for n in self.kube.list_all("/api/v1/nodes")}
         for key in list(self._running):
             if key not in live:  # deleted while running: the container is killed
                 self._running.pop(key)[0].kill()
@@ -285,29 +290,30 @@ class SimulatedKubelet:
                 continue
             node_name = spec.get("nodeName")
             if not node_name:
-                self._schedule(pod, nodes, used)
+                bound = self._schedule(pod, nodes, used)
+                if bound is not None:  # the kubelet of the node picks a bound pod up at once
+                    self._start(key, bound)
             elif node_name in self.nodes and key not in self._running and phase == "Pending":
                 self._start(key, pod)
 
     def _schedule(self, pod: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]],
-                  used: dict[str, dict[str, int]]) -> None:
-        reasons = []
+                  used: dict[str, dict[str, int]]) -> dict[str, Any] | None:
+        """Bind `pod` to the first node that can take it; the bound pod, or None if none can."""
         for name, node in nodes.items():
             if name not in self.nodes:
                 continue
-            why = unschedulable_reason(pod, node, used.get(name, {}))
-            if not why:
+            if not unschedulable_reason(pod, node, used.get(name, {})):
                 meta = pod["metadata"]
                 try:
-                    self.kube.patch(pod_path(meta["namespace"], meta["name"]), {"spec": {"nodeName": name}},
-                                    MERGE_PATCH)
+                    bound = self.kube.patch(pod_path(meta["namespace"], meta["name"]), {"spec": {"nodeName": name}},
+                                            MERGE_PATCH)
                 except KubeError as exc:
                     log.debug("binding %s failed: %s", meta["name"], exc)
-                    return
+                    return None
                 for res, qty in _extended_requests(pod).items():
                     used.setdefault(name, {})[res] = used.setdefault(name, {}).get(res, 0) + qty
-                return
-            reasons.append(why)
+                return bound
+        return None
 
     def _start(self, key: str, pod: Mapping[str, Any]) -> None:
         meta = pod["metadata"]

@@ -166,6 +166,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--parallel", type=int, default=2, help="probes run at once on this machine")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--scenario", metavar="FILE", help="rehearse a scenario file (examples/scenarios/) in simulated "
+                                                      "time instead; --json writes its timeline and runs")
     p.add_argument("--serve", action="store_true",
                    help="keep the simulated cluster running for kubectl (modelled H100 probes) until Ctrl-C")
     p.add_argument("--kubeconfig", metavar="PATH", help="with --serve: write the kubeconfig here "
@@ -175,6 +177,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse(argv)
+    if args.scenario:
+        from accelqual.sim.scenario_cli import main as rehearse
+
+        return rehearse(args.scenario, args.json, args.log_level)
     if args.serve:
         from accelqual.sim.serve import serve
 
