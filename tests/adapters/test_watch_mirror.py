@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from accelqual.adapters.kube import KubeClient
 from accelqual.adapters.watch import Connection, ResourceMirror
-from accelqual.handlers.mirrors import PodMirrors
+from accelqual.handlers.mirrors import ClusterMirrors
 from accelqual.sim.emulator import FaultRule
 from accelqual.sim.server import EmulatorServer
 
@@ -92,7 +92,7 @@ async def test_mirror_relists_after_410_gone_and_retries_api_errors(server: Emul
 async def test_pod_mirrors_group_probe_pods_by_qualification_and_busy_pods_by_node(server: EmulatorServer) -> None:
     emulator = server.emulator
     woken: list[str | None] = []
-    mirrors = PodMirrors(connection(server), "probes", woken.append)
+    mirrors = ClusterMirrors(connection(server), "probes", woken.append)
     stop = asyncio.Event()
     task = asyncio.create_task(mirrors.run(stop))
     try:

@@ -1,8 +1,8 @@
-"""Watch-fed mirrors of pods, grouped the way the reconcile reads them.
+"""Watch-fed mirrors of nodes and pods, grouped the way the reconcile reads them.
 
-Probe pods are grouped by their Qualification, workload pods holding extended resources
-by node (idle detection). Both come from `adapters.watch.ResourceMirror` rather than kopf
-indexes: see that module for why. Every change wakes the Qualification it concerns.
+Nodes by name; probe pods grouped by their Qualification; workload pods holding extended
+resources by node (idle detection). All come from `adapters.watch.ResourceMirror` rather
+than kopf indexes: see that module for why. Every change wakes the Qualifications it concerns.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from accelqual.adapters.objects import busy_pod, pod_qualification, probe_pod_info
+from accelqual.adapters.objects import busy_pod, node_info, pod_qualification, probe_pod_info
 from accelqual.adapters.watch import Connection, ResourceMirror
 from accelqual.constants import LABEL_APP_MANAGED_BY, MANAGER
-from accelqual.planning.snapshot import ProbePodInfo
+from accelqual.planning.snapshot import NodeInfo, ProbePodInfo
 
 V = TypeVar("V")
 ProbeEntry = tuple[str, ProbePodInfo, str | None]
@@ -57,12 +57,17 @@ def _busy(obj: Mapping[str, Any]) -> BusyEntry | None:
     return busy_pod(obj)
 
 
-class PodMirrors:
-    """The two pod mirrors of one operator; `run()` until stopped, `ready` once both have listed."""
+class ClusterMirrors:
+    """The node and pod mirrors of one operator; `run()` until stopped, `wait_ready()` once all have listed."""
 
     def __init__(self, connection: Connection, namespace: str, wake: Callable[[str | None], None]) -> None:
+        self.nodes: Groups[NodeInfo] = Groups()
         self.probe_pods: Groups[tuple[ProbePodInfo, str | None]] = Groups()
         self.busy: Groups[frozenset[str]] = Groups()
+
+        def node_changed(key: str, old: NodeInfo | None, new: NodeInfo | None) -> None:
+            self.nodes.move(key, old.name if old else None, new.name if new else None, new)
+            wake(None)
 
         def probe_changed(key: str, old: ProbeEntry | None, new: ProbeEntry | None) -> None:
             self.probe_pods.move(key, old[0] if old else None, new[0] if new else None,
@@ -75,6 +80,7 @@ class PodMirrors:
             self.busy.move(key, old[0] if old else None, new[0] if new else None, new[1] if new else None)
             wake(None)
 
+        self._nodes = ResourceMirror(connection, "/api/v1/nodes", parse=node_info, on_change=node_changed)
         self._probes = ResourceMirror(connection, f"/api/v1/namespaces/{namespace}/pods", parse=_probe,
                                       on_change=probe_changed, label_selector=f"{LABEL_APP_MANAGED_BY}={MANAGER}")
         # Only pods bound to a node and not finished can hold accelerators.
@@ -82,12 +88,16 @@ class PodMirrors:
                                          field_selector="spec.nodeName!=,status.phase!=Succeeded,"
                                                         "status.phase!=Failed")
 
+    @property
+    def _mirrors(self) -> tuple[ResourceMirror[Any], ...]:
+        return self._nodes, self._probes, self._workloads
+
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(self._probes.run(stop), self._workloads.run(stop))
+        await asyncio.gather(*(m.run(stop) for m in self._mirrors))
 
     async def wait_ready(self) -> None:
-        await asyncio.gather(self._probes.ready.wait(), self._workloads.ready.wait())
+        await asyncio.gather(*(m.ready.wait() for m in self._mirrors))
 
     @property
     def events(self) -> int:
-        return self._probes.events + self._workloads.events
+        return sum(m.events for m in self._mirrors)

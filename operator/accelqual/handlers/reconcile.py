@@ -246,27 +246,34 @@ class Reconciler:
             return
         expected = tuple(select(spec.suite, spec.checks or None, spec.skip_checks))
 
+        def read_and_judge(pod: ProbePodInfo, profile: CardProfileSpec | None) -> NodeResult:
+            # One worker-thread call: the log read blocks and the validation is CPU work, neither
+            # belongs on the event loop that also serves the watches.
+            text = self.kube.read_log(self.config.namespace, pod.name, tail_lines=LOG_TAIL_LINES,
+                                      limit_bytes=LOG_LIMIT_BYTES)
+            truncated = len(text.encode("utf-8", errors="replace")) >= LOG_LIMIT_BYTES
+            return evaluate_pod(pod, text, self._termination.get(pod.name), expected_checks=expected,
+                                profile=profile, log_truncated=truncated)
+
         async def collect(pod: ProbePodInfo) -> None:
+            node = nodes.get(pod.node)
+            profile = profile_for(spec.profile, node, profiles).spec if node is not None else None
             try:
-                text = await self._io(lambda: self.kube.read_log(
-                    self.config.namespace, pod.name, tail_lines=LOG_TAIL_LINES, limit_bytes=LOG_LIMIT_BYTES))
+                result = await self._io(read_and_judge, pod, profile)
             except KubeError as exc:
                 if exc.not_found:
                     return
                 log.warning("cannot read the output of probe pod %s: %s", pod.name, exc)
                 self.metrics.reconcile_error(name, "log")
                 return
-            node = nodes.get(pod.node)
-            profile = profile_for(spec.profile, node, profiles).spec if node is not None else None
-            truncated = len(text.encode("utf-8", errors="replace")) >= LOG_LIMIT_BYTES
-            result = evaluate_pod(pod, text, self._termination.get(pod.name), expected_checks=expected,
-                                  profile=profile, log_truncated=truncated)
-            qs.results[pod.name] = (pod.uid, result)
             self.metrics.observe_result(name, result)
             if spec.report is not None:
                 key = evidence_key(spec.report.prefix, name, pod.run_id, pod.node)
                 qs.evidence[pod.name] = PendingEvidence(key=key, body=_evidence_body(name, pod, result),
                                                         report=spec.report.to_json_dict())
+            # The report text now lives in the evidence queue (or nowhere, without a report bucket);
+            # the cache keeps only the verdict and the numbers, so memory stays flat at fleet scale.
+            qs.results[pod.name] = (pod.uid, replace(result, report_json=None))
             log.info("node %s: %s (%s)", pod.node, result.verdict.value, result.reason)
 
         await asyncio.gather(*(collect(p) for p in todo))

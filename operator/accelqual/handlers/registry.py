@@ -17,12 +17,10 @@ import kopf
 from accelqual_probes.profiles import CardProfileSpec
 from pydantic import ValidationError
 
-from accelqual.adapters.objects import node_info
 from accelqual.adapters.watch import Connection
 from accelqual.constants import CARDPROFILES, GROUP, QUALIFICATIONS, VERSION
-from accelqual.handlers.mirrors import PodMirrors
+from accelqual.handlers.mirrors import ClusterMirrors
 from accelqual.handlers.reconcile import ClusterView, Reconciler
-from accelqual.planning.snapshot import NodeInfo
 
 log = logging.getLogger("accelqual.handlers")
 
@@ -56,13 +54,8 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
         settings.networking.request_timeout = 60
         settings.execution.max_workers = 8
 
-    @kopf.index("nodes", registry=registry, id="nodes")
-    async def nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
-        state.wake()
-        return {name: node_info(body)}
-
-    # Pods are mirrored by lean watches rather than kopf indexes (see adapters/watch.py for why).
-    mirrors = PodMirrors(Connection(reconciler.kube.configuration), reconciler.config.namespace, state.wake)
+    # Nodes and pods are mirrored by lean watches rather than kopf indexes (see adapters/watch.py).
+    mirrors = ClusterMirrors(Connection(reconciler.kube.configuration), reconciler.config.namespace, state.wake)
     mirror_stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
@@ -98,7 +91,7 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
     @kopf.daemon(GROUP, VERSION, QUALIFICATIONS, registry=registry, id="reconcile", cancellation_timeout=10.0)
     async def reconcile(*, name: str, body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
         # kopf passes each index as a keyword argument named after its id.
-        view = ClusterView(nodes=kwargs["nodes"], probe_pods=mirrors.probe_pods, busy=mirrors.busy,
+        view = ClusterView(nodes=mirrors.nodes, probe_pods=mirrors.probe_pods, busy=mirrors.busy,
                            profiles=kwargs["profiles"])
         waker = state.waker(name)
         # Like kopf with its indexes: no decision before the pods of the cluster are known.
