@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from accelqual_probes.catalog import BY_ID
@@ -66,9 +67,11 @@ class Metrics:
         self.node_verdict = Gauge("accelqual_node_verdict", "1 for the verdict of a node in the current run of a "
                                   "Qualification (pass, fail, inconclusive), 0 for the others",
                                   ["qualification", "node", "verdict"], registry=r)
-        self.check_value = Gauge("accelqual_check_value", "Primary measured value of a check on a node in the "
-                                 "current run (the worst device), in the check's unit; the check's limit is in "
-                                 "the node's report", ["qualification", "node", "check", "unit"], registry=r)
+        self.check_value = Gauge("accelqual_check_value", "Primary measured value of a performance check on a "
+                                 "node in the current run (the worst device), in the check's unit; only checks "
+                                 "compared across the pool are exported per node, to bound the series count; "
+                                 "the check's limit is in the node's report",
+                                 ["qualification", "node", "check", "unit"], registry=r)
         self.check_failed = Gauge("accelqual_check_failed_nodes", "Nodes of the current run on which a check "
                                   "failed or errored", ["qualification", "check"], registry=r)
         self.check_duration = Histogram("accelqual_check_duration_seconds", "Wall time of one check on one node, "
@@ -96,6 +99,7 @@ class Metrics:
         self._phases: dict[str, str] = {}
         self._done: dict[str, int] = {}
         self._series: dict[str, set[tuple[str, ...]]] = {}
+        self._duration_children: dict[tuple[str, str], Any] = {}
         self._failed_checks: dict[str, dict[str, set[str]]] = {}
         self._server: WSGIServer | None = None
         self.port: int | None = None
@@ -160,17 +164,29 @@ class Metrics:
             series.add(("verdict", result.node))
             failed = self._failed_checks.setdefault(name, {})
             for check_id, outcome in result.checks.items():
-                nodes = failed.setdefault(check_id, set())
+                nodes = failed.get(check_id)
+                if nodes is None:
+                    nodes = failed[check_id] = set()
+                    self.check_failed.labels(name, check_id).set(0)
+                before = len(nodes)
                 if outcome.verdict in ("fail", "error"):
                     nodes.add(result.node)
                 else:
                     nodes.discard(result.node)
-                self.check_failed.labels(name, check_id).set(len(nodes))
+                if len(nodes) != before:
+                    self.check_failed.labels(name, check_id).set(len(nodes))
                 if outcome.duration_seconds:
-                    self.check_duration.labels(name, check_id).observe(outcome.duration_seconds)
-                if outcome.value is None:
+                    # Label lookups cost more than the observation itself at fleet scale: keep the child.
+                    child = self._duration_children.get((name, check_id))
+                    if child is None:
+                        child = self._duration_children[(name, check_id)] = self.check_duration.labels(name, check_id)
+                    child.observe(outcome.duration_seconds)
+                spec = BY_ID.get(check_id)
+                # Per-node values only for the checks compared across the pool (about a dozen): with all
+                # checks a 5,000-node pool would export over 100,000 series from one operator.
+                if outcome.value is None or spec is None or not spec.fleet_compare:
                     continue
-                unit = BY_ID[check_id].unit if check_id in BY_ID else ""
+                unit = spec.unit
                 self.check_value.labels(name, result.node, check_id, unit).set(outcome.value)
                 series.add(("check", result.node, check_id, unit))
             self.probe_duration.labels(name, result.node).set(result.duration_seconds)
