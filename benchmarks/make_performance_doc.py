@@ -1,0 +1,196 @@
+"""Render docs/performance.md from the JSON the benchmarks write.
+
+    .venv/bin/python benchmarks/probe_fidelity.py --json /tmp/fidelity.json
+    .venv/bin/python benchmarks/control_plane.py --nodes 5000 --json /tmp/control-plane.json
+    .venv/bin/python benchmarks/make_performance_doc.py --fidelity /tmp/fidelity.json \\
+        --control-plane /tmp/control-plane.json
+
+`--fidelity` may be given more than once (say a CPU and a GPU run); `--control-plane` is
+optional. The document says which machine each figure comes from and how to reproduce it;
+nothing in it is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+#: The issue's control-plane targets at 5,000 nodes (benchmarks/control_plane.py prints the same).
+CONTROL_PLANE_TARGETS = {"mutating_per_node": (4.0, "mutating API requests per node per run"),
+                         "cpu_ms_per_node": (2.0, "operator CPU ms per node"),
+                         "status_kib": (32.0, "status object KiB"), "rss_mb": (300.0, "operator peak RSS MB")}
+
+COMMANDS = """\
+```
+# probe fidelity on this machine (CPU here; a few minutes), then the control plane at 5,000 nodes
+.venv/bin/python benchmarks/probe_fidelity.py --json /tmp/fidelity.json
+.venv/bin/python benchmarks/control_plane.py --nodes 5000 --json /tmp/control-plane.json
+.venv/bin/python benchmarks/make_performance_doc.py --fidelity /tmp/fidelity.json \\
+    --control-plane /tmp/control-plane.json
+
+# on a GPU machine (the repository with a CUDA build of torch in its venv; ~3 minutes on one card)
+python benchmarks/probe_fidelity.py --device cuda --rounds 3 --suites quick --json /tmp/fidelity-gpu.json
+# then add it to the document: --fidelity /tmp/fidelity.json --fidelity /tmp/fidelity-gpu.json
+```
+"""
+
+METHOD = """\
+Each performance check runs through the probe's real code path (runner, lifecycle thread,
+the check's own sizing, the device backend, the `cpu-reference` judgement with its in-run
+numpy reference on a CPU) and, in the same process and alternating with it (probe first in
+even rounds, reference first in odd ones), the best reference the benchmark finds: a sweep
+over candidates (numpy/BLAS and `torch.mm(out=)` at square and rectangular shapes on a CPU,
+`torch.mm` through cuBLAS and cuBLASLt at large shapes on a GPU; numpy and torch copies of
+64 MiB to 512 MiB, a device-to-device copy on a GPU) keeps the two fastest, which are then
+timed in every round with as many samples as the probe takes. Both sides report the best
+round (contention on a shared host only ever slows a measurement down); the ratio is
+probe best / reference best, and the median of the per-round ratios is shown beside it.
+Because the reference is the best of several candidates, the ratio errs against the probe.
+The probe and the references run at the same CPU thread count.
+"""
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _probe_size(reason: str) -> str:
+    """The GEMM size the probe chose, from its reason ("...; n=384 (the fastest of ...)")."""
+    for part in reason.split(";"):
+        part = part.strip()
+        if part.startswith("n="):
+            return part.split(" ")[0]
+    return ""
+
+
+def render_machine(machine: dict[str, Any]) -> str:
+    device = machine.get("device", "?")
+    rows = [["CPU", f"{machine.get('cpu')} ({_fmt(machine.get('cpu_mhz'))} MHz, L3 {_fmt(machine.get('l3_cache'))})"],
+            ["cores / memory", f"{machine.get('cores')} / {machine.get('memory_gib')} GiB"],
+            ["device", f"{machine.get('device_count')} x {machine.get('device_name')} ({device}, "
+                       f"{_fmt(machine.get('runtime'))}, driver {_fmt(machine.get('driver'))})"],
+            ["torch", f"{machine.get('torch')} ({machine.get('torch_blas')}, {machine.get('cpu_capability')})"],
+            ["numpy", f"{machine.get('numpy')} ({machine.get('numpy_blas')})"],
+            ["python / kernel / libc", f"{machine.get('python')} / {machine.get('kernel')} / {machine.get('libc')}"],
+            ["CPU threads of probe and references", str(machine.get("threads"))],
+            ["load average at start / end", f"{machine.get('load_average_start')} / {machine.get('load_average_end')}"],
+            ["profile", str(machine.get("profile"))]]
+    return _table(["", ""], rows)
+
+
+def render_fidelity(data: dict[str, Any]) -> str:
+    machine = data.get("machine", {})
+    out = [f"### {machine.get('device', '?')}: {machine.get('device_name', '')}\n",
+           render_machine(machine),
+           f"\n{data.get('rounds')} alternating rounds, statistic: {data.get('statistic')}, probe sized as its "
+           f"`{data.get('probe_suite_sizing')}` suite.\n\n"]
+    rows = []
+    for c in data.get("checks", []):
+        probe, ref = c.get("probe", {}), c.get("reference", {})
+        target, met = c.get("target"), c.get("met")
+        verdict = "-" if target is None else f">= {target:.2f} {'met' if met else 'MISSED'}"
+        spread = f"{_fmt(probe.get('spread'), 2)} / {_fmt(ref.get('spread'), 2)}"
+        rows.append([f"`{c['check']}`", f"{_fmt(probe.get('best'))} {c['unit']}",
+                     f"{_fmt(ref.get('best'))} {c['unit']}", _fmt(c.get("ratio"), 3),
+                     _fmt(c.get("ratio_median_of_rounds"), 3), spread, verdict, _fmt(c.get("nominal")),
+                     _probe_size(c.get("probe_reason", "")) or "-", ref.get("best_candidate") or c.get("note") or "-"])
+    out.append(_table(["check", "probe", "best reference", "ratio", "median ratio", "spread probe / ref", "target",
+                       "nominal", "probe size", "reference kernel"], rows))
+    suites = data.get("suites", [])
+    if suites:
+        out.append("\nSuite wall time (`accelqual probe --suite S --json ...` as a subprocess):\n\n")
+        out.append(_table(["suite", "wall s", "report s", "verdict", "slowest checks (s)"], [
+            [s["suite"], _fmt(s.get("wall_seconds")), _fmt(s.get("report_seconds")), _fmt(s.get("verdict")),
+             ", ".join(f"{i} {d}" for i, d in s.get("slowest", []))] for s in suites]))
+    out.append(f"\n```\n{data.get('summary', '')}\n```\n")
+    return "".join(out)
+
+
+def render_control_plane(data: dict[str, Any]) -> str:
+    nodes = data.get("nodes")
+    rows = []
+    for key, (target, meaning) in CONTROL_PLANE_TARGETS.items():
+        value = data.get(key)
+        met = "-" if value is None else ("met" if float(value) <= target else "MISSED")
+        rows.append([meaning, f"`{key}`", _fmt(value), f"<= {target:g}", met])
+    out = [f"{nodes} simulated nodes; phase {_fmt(data.get('phase'))}; run start to all verdicts "
+           f"{_fmt(data.get('run_seconds'))} s (setup {_fmt(data.get('setup_seconds'))} s); emulator and "
+           f"simulated kubelet CPU {_fmt(data.get('emulator_and_kubelet_cpu_seconds'))} s, reported apart and "
+           "not counted against the operator.\n\n",
+           _table(["measure", "key", "value", "target", ""], rows)]
+    requests = data.get("requests_by_key") or {}
+    if requests and nodes:
+        out.append("\nAPI requests counted at the emulator, by verb and resource:\n\n")
+        out.append(_table(["request", "count", "per node"],
+                          [[k, str(v), f"{v / nodes:.3f}"] for k, v in sorted(requests.items())]))
+    machine = data.get("machine") or {"generated on": f"{_host()} (control_plane.py records no machine)"}
+    out.append("\nMachine: " + "; ".join(f"{k} {v}" for k, v in machine.items()) + "\n")
+    return "".join(out)
+
+
+def _host() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return f"{model or platform.processor()}, {os.cpu_count()} cores, python {platform.python_version()}"
+
+
+def render(fidelity: dict[str, Any] | list[dict[str, Any]], control_plane: dict[str, Any] | None = None) -> str:
+    runs = fidelity if isinstance(fidelity, list) else [fidelity]
+    parts = ["# Performance\n\n",
+             "Generated by `benchmarks/make_performance_doc.py` from the benchmarks' JSON output; "
+             "regenerate it rather than editing it.\n\n## How to reproduce\n\n", COMMANDS,
+             "\n## Probe fidelity: probe vs the best reference on the same machine\n\n", METHOD, "\n"]
+    parts += [render_fidelity(run) + "\n" for run in runs]
+    if not any(run.get("machine", {}).get("device") not in (None, "cpu") for run in runs):
+        parts.append("No accelerator was available for these measurements: GPU figures are not claimed here. "
+                     "The GPU command above measures them on an accelerator machine.\n\n")
+    parts.append("## Control plane at fleet size\n\n")
+    parts.append(render_control_plane(control_plane) if control_plane else
+                 "Not measured in this run (pass `--control-plane` with the JSON of `benchmarks/control_plane.py`).\n")
+    return "".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--fidelity", type=Path, action="append", required=True,
+                        help="JSON of benchmarks/probe_fidelity.py (repeatable)")
+    parser.add_argument("--control-plane", type=Path, default=None, help="JSON of benchmarks/control_plane.py")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where to write (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+    try:
+        fidelity = [json.loads(path.read_text(encoding="utf-8")) for path in args.fidelity]
+        control = (json.loads(args.control_plane.read_text(encoding="utf-8"))
+                   if args.control_plane is not None and args.control_plane.exists() else None)
+    except (OSError, ValueError) as exc:
+        print(f"make_performance_doc: {exc}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(fidelity, control), encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

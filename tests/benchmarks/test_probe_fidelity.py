@@ -1,0 +1,59 @@
+"""The probe-fidelity benchmark runs end to end on tiny sizes; no timing is asserted (a shared host is noisy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import make_performance_doc, probe_fidelity
+
+
+@pytest.fixture(scope="module")
+def fidelity_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("fidelity") / "fidelity.json"
+    code = probe_fidelity.main(["--device", "cpu", "--suite", "quick", "--checks", "perf.gemm.fp32,perf.membw",
+                                "--rounds", "1", "--suites", "none", "--tiny", "--json", str(path)])
+    assert code in (0, 1)  # whether the targets were met is a measurement, not a test outcome
+    return path
+
+
+def test_probe_and_reference_are_measured_side_by_side_for_each_check(fidelity_json: Path) -> None:
+    data = json.loads(fidelity_json.read_text())
+    checks = {c["check"]: c for c in data["checks"]}
+    assert set(checks) == {"perf.gemm.fp32", "perf.membw"}
+    for check in checks.values():
+        assert check["probe"]["best"] > 0 and check["reference"]["best"] > 0
+        assert check["ratio"] == pytest.approx(check["probe"]["best"] / check["reference"]["best"])
+        assert check["target"] in (0.95, 0.90)
+        assert check["reference"]["best_candidate"] in check["reference"]["sweep"]
+    assert "n=" in checks["perf.gemm.fp32"]["probe_reason"]
+    assert data["machine"]["threads"] == 1 and data["machine"]["device"] == "cpu"
+    assert data["summary"].startswith("SUMMARY device=cpu threads=1 rounds=1 targets_met=")
+
+
+def test_the_summary_is_the_last_line_printed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    probe_fidelity.main(["--device", "cpu", "--suite", "quick", "--checks", "perf.gemm.fp32", "--rounds", "1",
+                         "--suites", "none", "--tiny"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("SUMMARY device=cpu") and "gemm.fp32=" in out[-1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_asking_for_a_gpu_where_there_is_none_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert probe_fidelity.main(["--device", "cuda", "--suites", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("probe_fidelity: device cuda")
+
+
+def test_the_performance_doc_is_rendered_from_the_benchmark_json(fidelity_json: Path, tmp_path: Path) -> None:
+    control = tmp_path / "control.json"
+    control.write_text(json.dumps({"nodes": 5000, "run_seconds": 300.0, "cpu_ms_per_node": 1.5,
+                                   "mutating_per_node": 3.2, "requests_by_key": {"create pods": 5000},
+                                   "status_kib": 4.0, "rss_mb": 250.0, "emulator_and_kubelet_cpu_seconds": 400.0}))
+    doc = make_performance_doc.render(json.loads(fidelity_json.read_text()), json.loads(control.read_text()))
+    assert "perf.gemm.fp32" in doc and "perf.membw" in doc
+    assert "benchmarks/probe_fidelity.py" in doc and "benchmarks/control_plane.py" in doc
+    assert "5000" in doc and "torch" in doc
