@@ -31,7 +31,7 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
 #: Statuses worth retrying: throttling and transient server errors.
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class KubeError(Exception):
@@ -124,7 +124,7 @@ class KubeClient:
             try:
                 return self._once(method, path, query or [], headers, body, text)
             except KubeError as exc:
-                if attempt == attempts or not (exc.status in _RETRY_STATUSES or exc.status == 0):
+                if attempt == attempts or not (exc.status in RETRY_STATUSES or exc.status == 0):
                     raise
                 delay = exc.retry_after if exc.retry_after is not None else min(
                     self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1))
@@ -149,7 +149,7 @@ class KubeClient:
             raise KubeError(int(exc.status or 0), str(exc.reason or ""), str(exc.body or "")[:500]) from None
         data = response.read() or b""
         if response.status >= 400:
-            raise _error_from(response.status, data, response.getheader("Retry-After"))
+            raise error_from(response.status, data, response.getheader("Retry-After"))
         if text:
             return data.decode("utf-8", errors="replace")
         return json.loads(data) if data else None
@@ -196,7 +196,7 @@ class KubeClient:
         return text
 
 
-def _error_from(status: int, data: bytes, retry_after: str | None) -> KubeError:
+def error_from(status: int, data: bytes, retry_after: str | None) -> KubeError:
     reason, message = "", data[:500].decode("utf-8", errors="replace")
     try:
         doc = json.loads(data)

@@ -72,9 +72,13 @@ class ClusterMirrors:
         def probe_changed(key: str, old: ProbeEntry | None, new: ProbeEntry | None) -> None:
             self.probe_pods.move(key, old[0] if old else None, new[0] if new else None,
                                  (new[1], new[2]) if new else None)
-            for entry in (old, new):
-                if entry is not None:
-                    wake(entry[0])
+            # Only a pod appearing, finishing or going away changes a decision; binding and starting
+            # do not (the periodic reconcile still sees them, e.g. for deadlines).
+            if old is None or new is None or new[1].finished != old[1].finished or new[0] != old[0] \
+                    or new[1].deleting != old[1].deleting:
+                for entry in (old, new):
+                    if entry is not None:
+                        wake(entry[0])
 
         def busy_changed(key: str, old: BusyEntry | None, new: BusyEntry | None) -> None:
             self.busy.move(key, old[0] if old else None, new[0] if new else None, new[1] if new else None)

@@ -32,8 +32,10 @@ from accelqual.adapters.kube import (
     pod_path,
     qualification_path,
 )
+from accelqual.adapters.kube_async import AsyncKube
 from accelqual.adapters.metrics import Metrics
 from accelqual.adapters.objects import node_info
+from accelqual.adapters.watch import Connection
 from accelqual.constants import MANAGER, ConditionType, Phase, Reason
 from accelqual.handlers.delivery import EvidenceDelivery
 from accelqual.handlers.delivery import EvidenceFactory as EvidenceFactory  # re-exported for runtime
@@ -108,6 +110,8 @@ class Reconciler:
         self.metrics = metrics or Metrics()
         self.clock = clock or (lambda: datetime.now(UTC))
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="accelqual-io")
+        # The per-node hot path (pods, logs, node marks) goes over aiohttp on the event loop.
+        self.akube = AsyncKube(Connection(kube.configuration))
         self.delivery = EvidenceDelivery(kube, config.namespace, config.secret_namespace, self.metrics, self._io,
                                          evidence_factory, backoff_max=config.evidence_backoff_max)
 
@@ -246,11 +250,8 @@ class Reconciler:
             return
         expected = tuple(select(spec.suite, spec.checks or None, spec.skip_checks))
 
-        def read_and_judge(pod: ProbePodInfo, profile: CardProfileSpec | None) -> NodeResult:
-            # One worker-thread call: the log read blocks and the validation is CPU work, neither
-            # belongs on the event loop that also serves the watches.
-            text = self.kube.read_log(self.config.namespace, pod.name, tail_lines=LOG_TAIL_LINES,
-                                      limit_bytes=LOG_LIMIT_BYTES)
+        def judge(pod: ProbePodInfo, text: str, profile: CardProfileSpec | None) -> NodeResult:
+            # Validation is CPU work: in a worker thread, off the event loop that serves the watches.
             truncated = len(text.encode("utf-8", errors="replace")) >= LOG_LIMIT_BYTES
             return evaluate_pod(pod, text, self._termination.get(pod.name), expected_checks=expected,
                                 profile=profile, log_truncated=truncated)
@@ -259,7 +260,9 @@ class Reconciler:
             node = nodes.get(pod.node)
             profile = profile_for(spec.profile, node, profiles).spec if node is not None else None
             try:
-                result = await self._io(read_and_judge, pod, profile)
+                text = await self.akube.read_log(pod_path(self.config.namespace, pod.name), tail_lines=LOG_TAIL_LINES,
+                                                 limit_bytes=LOG_LIMIT_BYTES)
+                result = await self._io(judge, pod, text, profile)
             except KubeError as exc:
                 if exc.not_found:
                     return
@@ -325,7 +328,7 @@ class Reconciler:
         pod_name = str(manifest["metadata"]["name"])
         run = str(manifest["metadata"]["labels"]["accelqual.io/run"])
         try:
-            await self._io(self.kube.create, pod_path(self.config.namespace), manifest)
+            await self.akube.create(pod_path(self.config.namespace), manifest)
         except KubeError as exc:
             if not exc.conflict:  # 409: our own pod from before a restart, which is success
                 raise
@@ -333,7 +336,7 @@ class Reconciler:
 
     async def _delete_pod(self, qs: QualificationState, action: DeletePod) -> None:
         try:
-            await self._io(self.kube.delete, pod_path(self.config.namespace, action.name))
+            await self.akube.delete(pod_path(self.config.namespace, action.name))
         except KubeError as exc:
             if not exc.not_found:
                 raise
@@ -345,10 +348,10 @@ class Reconciler:
         current = known
         for _attempt in range(3):
             if current is None:
-                current = node_info(await self._io(self.kube.get, node_path(mark.node)))
+                current = node_info(await self.akube.get(node_path(mark.node)))
             body = node_patch(mark, current.taints, current.unschedulable, current.resource_version)
             try:
-                patched = await self._io(self.kube.patch, node_path(mark.node), body, MERGE_PATCH)
+                patched = await self.akube.patch(node_path(mark.node), body, MERGE_PATCH)
             except KubeError as exc:
                 if exc.conflict:
                     current = None

@@ -26,6 +26,8 @@ log = logging.getLogger("accelqual.handlers")
 
 #: After a wake-up, wait this long for more events before reconciling (batching at fleet scale).
 DEBOUNCE_SECONDS = 0.5
+#: ...and at least this many times as long as the last reconcile took.
+COST_RATIO = 10.0
 
 
 def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS,
@@ -69,6 +71,7 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
         mirror_stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         tasks.clear()
+        await reconciler.akube.close()
 
     @kopf.index(GROUP, VERSION, CARDPROFILES, registry=registry, id="profiles")
     async def profiles(name: str, spec: kopf.Spec, logger: kopf.Logger, **_: Any) -> dict[str, CardProfileSpec | str]:
@@ -94,18 +97,25 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
         view = ClusterView(nodes=mirrors.nodes, probe_pods=mirrors.probe_pods, busy=mirrors.busy,
                            profiles=kwargs["profiles"])
         waker = state.waker(name)
+        loop = asyncio.get_running_loop()
         # Like kopf with its indexes: no decision before the pods of the cluster are known.
         await mirrors.wait_ready()
         try:
             while not stopped:
                 waker.clear()
+                started = loop.time()
                 try:
                     delay = await reconciler.reconcile(name, _plain(body), view)
                 except Exception:
                     log.exception("reconcile of %s failed; retrying", name)
                     reconciler.metrics.reconcile_error(name, "reconcile")
                     delay = 5.0
-                await _sleep(waker, stopped, delay / time_scale, debounce)
+                # A reconcile looks at the whole pool, so its cost grows with the pool: wake-ups are
+                # batched for at least COST_RATIO times as long as the last one took, which keeps the
+                # operator's share of a core bounded however large the pool and busy the watches.
+                # Like `delay`, the batch shrinks with the time scale (in rehearsals it is simulated time).
+                batch = max(debounce, COST_RATIO * (loop.time() - started) / time_scale)
+                await _sleep(waker, stopped, delay / time_scale, batch)
         finally:
             # Deleted or the operator stopping: caches of this Qualification are rebuilt if it comes back.
             state.forget(name)
