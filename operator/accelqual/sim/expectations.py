@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from accelqual.sim.scenario import Count, Scenario
@@ -29,6 +31,19 @@ def _names(names: set[str] | list[str], most: int = 8) -> str:
     return ", ".join(ordered[:most]) + more if ordered else "none"
 
 
+def _time(stamp: str | None) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else datetime.min.replace(tzinfo=UTC)
+
+
+def _no_overlap(name: str, runs: list[dict[str, Any]]) -> Checked:
+    """Each run starts after the previous one finished (run ids sort by start time)."""
+    for earlier, later in itertools.pairwise(runs):
+        if not earlier.get("finished_at") or _time(later.get("started_at")) < _time(earlier["finished_at"]):
+            return Checked(f"runs of {name} never overlap", False,
+                           f"{later['run_id']} started before {earlier['run_id']} finished")
+    return Checked(f"runs of {name} never overlap", True, f"{len(runs)} runs one after the other")
+
+
 def check(scenario: Scenario, outcome: dict[str, Any]) -> list[Checked]:
     """Every expectation of the scenario, checked; an empty list when the scenario has none."""
     expect = scenario.expect
@@ -43,6 +58,7 @@ def check(scenario: Scenario, outcome: dict[str, Any]) -> list[Checked]:
         results.append(Checked(f"{name} ends {phase.value}", actual == phase.value, f"{actual}"))
     for name, count in expect.runs.items():
         results.append(_count(f"runs of {name}", count, len(runs.get(name, []))))
+        results.append(_no_overlap(name, runs.get(name, [])))
     verdicts = Counter(node.get("verdict") or "none" for node in final_nodes.values())
     for verdict, count in expect.verdicts.items():
         results.append(_count(f"nodes with verdict {verdict}", count, verdicts.get(verdict, 0)))
@@ -92,6 +108,13 @@ def check(scenario: Scenario, outcome: dict[str, Any]) -> list[Checked]:
                            for q, v in over.items())
         peak = ", ".join(f"{q} {c['maxActive']} (limit {c['limit']})" for q, c in outcome["concurrency"].items())
         results.append(Checked("maxConcurrent never exceeded", not over, detail or f"peak {peak or 'no probes'}"))
+    if expect.probes_started is not None:
+        results.append(_count("probes started", expect.probes_started, int(outcome["probesStarted"])))
+    if expect.cordoned is not None:
+        cordoned = {n for n, node in final_nodes.items() if node.get("unschedulable")}
+        wanted_cordoned = set(scenario.expand(expect.cordoned)) & set(final_nodes)
+        results.append(Checked(f"exactly {_names(expect.cordoned)} cordoned", cordoned == wanted_cordoned,
+                               f"cordoned: {_names(cordoned)}"))
     for name, count in expect.max_running.items():
         seen = int((outcome["concurrency"].get(name) or {}).get("maxRunning", 0))
         results.append(_count(f"most {name} probes running at once", count, seen))

@@ -46,14 +46,19 @@ class SimNode:
     faults: list[str] = field(default_factory=list)
     #: Extra environment for the probe process (e.g. device-count expectations).
     env: dict[str, str] = field(default_factory=dict)
+    #: Registered cordoned (`spec.unschedulable`).
+    unschedulable: bool = False
 
     def manifest(self) -> dict[str, Any]:
         capacity = dict(self.allocatable)
+        spec: dict[str, Any] = {"taints": list(self.taints)} if self.taints else {}
+        if self.unschedulable:
+            spec["unschedulable"] = True
         return {
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": self.name, "labels": dict(self.labels)},
-            "spec": {"taints": list(self.taints)} if self.taints else {},
+            "spec": spec,
             "status": {
                 "allocatable": dict(self.allocatable),
                 "capacity": capacity,

@@ -39,6 +39,7 @@ from accelqual.sim.scenario import (
     Resume,
     S3Outage,
     Scenario,
+    SetFaults,
     UpdateQualification,
 )
 from accelqual.sim.simclock import SimClock
@@ -215,9 +216,10 @@ class Rehearsal:
         if isinstance(event, RestartOperator):
             if event.down_for:
                 self._at(event.at, "operator stops", lambda: self.cluster.stop_operator())
-                self._at(event.at + event.down_for, "operator starts", lambda: self.cluster.start_operator())
+                self._at(event.at + event.down_for, "operator starts",
+                         lambda: self._paused(self.cluster.start_operator))
             else:
-                self._at(event.at, "operator restarts", lambda: self.cluster.restart_operator())
+                self._at(event.at, "operator restarts", lambda: self._paused(self.cluster.restart_operator))
         elif isinstance(event, S3Outage):
             self._at(event.at, "S3 outage begins", lambda: self._s3(False))
             self._at(event.at + event.duration, "S3 outage ends", lambda: self._s3(True))
@@ -242,6 +244,20 @@ class Rehearsal:
         elif isinstance(event, DeleteNodes):
             nodes = self.scenario.expand(event.nodes)
             self._at(event.at, f"{len(nodes)} nodes deleted", lambda: self._delete_nodes(nodes))
+        elif isinstance(event, SetFaults):
+            nodes = self.scenario.expand(event.nodes)
+            what = f"faults of {len(nodes)} nodes become {', '.join(event.faults) or 'none'}"
+            if event.driver:
+                what += f"; driver {event.driver}"
+            self._at(event.at, what, lambda: self._set_faults(nodes, event.faults, event.driver))
+
+    def _paused(self, act: Callable[[], object]) -> None:
+        """Do `act` (an operator start) with simulated time standing still: start-up is real time."""
+        self.clock.pause()
+        try:
+            act()
+        finally:
+            self.clock.resume()
 
     def _join(self, group: NodeGroup, names: list[str]) -> None:
         self.cluster.add_nodes(self._sim_node(group, n) for n in names)
@@ -255,6 +271,7 @@ class Rehearsal:
             taints=taints,
             faults=list(group.faults),
             env={"SIM_DRIVER": group.driver, "ACCELQUAL_SIM_BEHAVIOUR": group.behaviour},
+            unschedulable=group.unschedulable,
         )
 
     def _apply(self, entry: QualificationEntry) -> None:
@@ -305,6 +322,16 @@ class Rehearsal:
                 except KubeError as exc:
                     if not exc.not_found:
                         raise
+
+    def _set_faults(self, nodes: list[str], faults: list[str], driver: str | None) -> None:
+        """The node's 'hardware' the kubelet's probes run on (the same objects the kubelet holds)."""
+        for node in nodes:
+            sim = self.cluster.sim_nodes.get(node)
+            if sim is None:
+                continue
+            sim.faults = list(faults)
+            if driver:
+                sim.env["SIM_DRIVER"] = driver
 
     def _relabel(self, nodes: list[str], labels: dict[str, str | None]) -> None:
         for node in nodes:

@@ -57,6 +57,13 @@ def parse_duration(value: Any) -> float:
     raise ValueError(f"{value!r} is not a duration (use seconds or a string like 90s, 15m, 6h, 1d, 1h30m)")
 
 
+def _check_faults(value: list[str]) -> list[str]:
+    for fault in value:
+        if fault.partition("=")[0] not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)} (name or name=value)")
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Name = Annotated[str, Field(min_length=1, max_length=40, pattern=_DNS_LABEL)]
 
@@ -125,7 +132,10 @@ class NodeGroup(_Model):
     behaviour: str = "pass"
     #: Join with the gate taint (`true`: the default `accelqual.io/unqualified:NoSchedule`, or a taint).
     gate_taint: bool | TaintSpec = False
+    #: Taints placed by others (a maintenance taint, another health checker's).
     taints: list[TaintSpec] = []
+    #: Join cordoned (by someone else: the operator must leave the cordon alone).
+    unschedulable: bool = False
     join_at: Duration = 0.0
     #: Stagger: node i joins at `joinAt + i * joinEvery`.
     join_every: Duration = 0.0
@@ -142,10 +152,7 @@ class NodeGroup(_Model):
     @field_validator("faults")
     @classmethod
     def _known_faults(cls, value: list[str]) -> list[str]:
-        for fault in value:
-            if fault.partition("=")[0] not in FAULTS:
-                raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)} (name or name=value)")
-        return value
+        return _check_faults(value)
 
     @field_validator("behaviour")
     @classmethod
@@ -237,8 +244,22 @@ class DeleteNodes(_Event):
     nodes: list[str] = Field(min_length=1)
 
 
-Event = Annotated[RestartOperator | S3Outage | ApiErrors | Resume | UpdateQualification | Relabel | DeleteNodes,
-                  Field(discriminator="action")]
+class SetFaults(_Event):
+    """The hardware changes: a card is repaired (`faults: []`), breaks, or the driver is upgraded."""
+
+    action: Literal["setFaults"]
+    nodes: list[str] = Field(min_length=1)
+    faults: list[str]
+    driver: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("faults")
+    @classmethod
+    def _known_faults(cls, value: list[str]) -> list[str]:
+        return _check_faults(value)
+
+
+Event = Annotated[RestartOperator | S3Outage | ApiErrors | Resume | UpdateQualification | Relabel | DeleteNodes
+                  | SetFaults, Field(discriminator="action")]
 
 
 class TaintExpect(_Model):
@@ -282,6 +303,10 @@ class Expect(_Model):
     max_concurrent_respected: bool = True
     #: Largest number of one Qualification's probes seen running at once.
     max_running: dict[str, Count] = {}
+    #: Probe containers started in the whole rehearsal (no twins after a restart, no re-probing).
+    probes_started: Count | None = None
+    #: Exactly these nodes (or groups) are cordoned at the end.
+    cordoned: list[str] | None = None
 
 
 class Timing(_Model):
@@ -327,7 +352,7 @@ class Scenario(_Model):
         for i, event in enumerate(self.events):
             if isinstance(event, Resume | UpdateQualification) and event.qualification not in quals:
                 raise ValueError(f"events[{i}]: no qualification named {event.qualification!r}")
-            if isinstance(event, Relabel | DeleteNodes):
+            if isinstance(event, Relabel | DeleteNodes | SetFaults):
                 unknown = [n for n in event.nodes if n not in names and n not in groups]
                 if unknown:
                     raise ValueError(f"events[{i}]: no node or group named {unknown[0]!r}")
@@ -340,7 +365,8 @@ class Scenario(_Model):
             for c in self.expect.conditions:
                 if c.qualification not in known:
                     raise ValueError(f"expect.conditions: no qualification named {c.qualification!r}")
-            refs = [*self.expect.untouched, *(n for t in self.expect.tainted for n in t.nodes or [])]
+            refs = [*self.expect.untouched, *(n for t in self.expect.tainted for n in t.nodes or []),
+                    *(self.expect.cordoned or [])]
             unknown = [n for n in refs if n not in names and n not in groups]
             if unknown:
                 raise ValueError(f"expect: no node or group named {unknown[0]!r}")

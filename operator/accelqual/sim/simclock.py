@@ -26,6 +26,7 @@ class SimClock:
         self.start = start.astimezone(UTC)
         self.scale = float(scale)
         self._began: float | None = None
+        self._paused_at: float | None = None
         self._lock = threading.Lock()
 
     def begin(self) -> SimClock:
@@ -36,9 +37,24 @@ class SimClock:
         return self
 
     def elapsed(self) -> float:
-        """Simulated seconds since `begin()` (0 before); monotonic, like `time.monotonic`."""
-        began = self._began
-        return 0.0 if began is None else (time.monotonic() - began) * self.scale
+        """Simulated seconds since `begin()` (0 before, frozen while paused); monotonic, like `time.monotonic`."""
+        began, paused = self._began, self._paused_at
+        if began is None:
+            return 0.0
+        return ((paused if paused is not None else time.monotonic()) - began) * self.scale
+
+    def pause(self) -> None:
+        """Stop simulated time (e.g. while the operator starts up: seconds of real start-up would be
+        hours of simulated time in which nothing could happen)."""
+        with self._lock:
+            if self._began is not None and self._paused_at is None:
+                self._paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._began is not None and self._paused_at is not None:
+                self._began += time.monotonic() - self._paused_at
+                self._paused_at = None
 
     def now(self) -> datetime:
         """The simulated UTC time."""
