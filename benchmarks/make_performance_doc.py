@@ -48,7 +48,7 @@ even rounds, reference first in odd ones), the best reference the benchmark find
 over candidates (numpy/BLAS and `torch.mm(out=)` at square and rectangular shapes on a CPU,
 `torch.mm` through cuBLAS and cuBLASLt at large shapes on a GPU; numpy and torch copies of
 64 MiB to 512 MiB, a device-to-device copy on a GPU) keeps the two fastest, which are then
-timed in every round with as many samples as the probe takes. Both sides report the best
+timed in every round with as many samples each as the probe takes. Both sides report the best
 round (contention on a shared host only ever slows a measurement down); the ratio is
 probe best / reference best, and the median of the per-round ratios is shown beside it.
 Because the reference is the best of several candidates, the ratio errs against the probe.

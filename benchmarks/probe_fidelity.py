@@ -12,8 +12,8 @@ script can find: a sweep over candidates (numpy/BLAS and `torch.mm` into a preal
 output at several square and rectangular shapes on CPU; `torch.mm` through cuBLAS and
 cuBLASLt at large shapes on GPU; numpy and torch copies of several sizes beyond the
 caches; a device-to-device copy; pinned host copies; NCCL all-reduce) keeps the two
-fastest, which are then timed in every round with as many samples as the probe takes,
-shared among them. Both sides report their best round (contention on a shared host only
+fastest, which are then timed in every round with as many samples each as the probe
+takes. Both sides report their best round (contention on a shared host only
 ever slows a measurement down); medians and spreads are printed too. The reference is
 the best of several candidates, so the ratio errs against the probe.
 
@@ -86,9 +86,11 @@ class Subject:
     scale: float  # work per second -> unit
     family: str  # gemm, membw, link, collective
     candidates: list[Candidate]
-    #: Timed samples per round: the probe's own number of timed rounds.
+    #: Timed samples per round and candidate: the probe's own number of timed rounds, and like the
+    #: probe's, fewer (at least 4) where they would take longer than `budget_s`.
     samples: int
     sample_s: float
+    budget_s: float = float("inf")
     #: Whether the work spans every card (a collective): timing waits for all of them.
     all_devices: bool = False
 
@@ -157,8 +159,9 @@ def _gemm_shapes(accelerator: bool, dtype: str, tiny: bool) -> list[tuple[int, i
         squares = [2048, 4096, 8192] if dtype == "fp64" else [4096, 8192, 16384]
         mid = squares[1]
         return [(s, s, s) for s in squares] + [(mid, 2 * mid, mid), (2 * mid, mid // 2, 2 * mid)]
-    squares = [128, 256, 384, 512, 768, 1024, 1536, 2048]
-    return [(s, s, s) for s in squares] + [(512, 2048, 512), (1024, 256, 1024)]
+    # Every size the CPU probe may choose, smaller and intermediate ones, and deep/shallow rectangles.
+    squares = [96, 128, 160, 192, 256, 320, 384, 512, 768, 1024, 1536, 2048]
+    return [(s, s, s) for s in squares] + [(128, 1024, 128), (512, 2048, 512), (1024, 256, 1024)]
 
 
 def _gemm_candidates(device: torch.device, dtype: str, torch_dtype: torch.dtype, tiny: bool) -> list[Candidate]:
@@ -358,7 +361,7 @@ def subjects(run: PreparedRun, tiny: bool) -> list[Subject]:
     sample_s = SAMPLE_S["accelerator" if backend.accelerator else "cpu"]
     gemm = GemmParams.for_run(sizing)
     out = [Subject(f"perf.gemm.{d}", "tflops", "TFLOPS", 1e12, "gemm",
-                   _gemm_candidates(device, d, backend.torch_dtype(d), tiny), gemm.rounds, sample_s)
+                   _gemm_candidates(device, d, backend.torch_dtype(d), tiny), gemm.rounds, sample_s, gemm.budget_s)
            for d in GEMM_DTYPES]
     bandwidth = BandwidthParams.for_run(sizing)
     # The probe copies once per timed round: so do the references.
@@ -430,11 +433,12 @@ def measure(run: PreparedRun, subject: Subject, rounds: int, log: Callable[[str]
     try:
         for _, candidate_run, _ in opened:
             candidate_run(1)  # warm-up
-        repeats = {c.name: max(1, round(subject.sample_s * outcome.sweep[c.name] * subject.scale / c.work))
-                   for c in keep}
-        # The probe's number of timed samples per round, shared among the kept candidates: a best
-        # of more samples would favour the reference on a noisy host.
-        samples = max(1, -(-subject.samples // max(1, len(keep))))
+        repeats, samples = {}, {}
+        for c in keep:
+            call_s = c.work / (outcome.sweep[c.name] * subject.scale)
+            repeats[c.name] = max(1, round(subject.sample_s / call_s))
+            within_budget = subject.budget_s / (call_s * repeats[c.name])
+            samples[c.name] = max(min(4, subject.samples), int(min(subject.samples, within_budget)))
         for index in range(rounds):
             sides = ("probe", "reference") if index % 2 == 0 else ("reference", "probe")
             for side in sides:
@@ -448,7 +452,7 @@ def measure(run: PreparedRun, subject: Subject, rounds: int, log: Callable[[str]
                     else:
                         outcome.note = f"probe {result.verdict.value}: {result.reason[:160]}"
                     continue
-                best = max(((_best_rate(r, c.work, repeats[c.name], samples, sync) / subject.scale,
+                best = max(((_best_rate(r, c.work, repeats[c.name], samples[c.name], sync) / subject.scale,
                              c.name) for c, r, _ in opened), default=(0.0, ""))
                 outcome.reference.append(best[0])
                 outcome.reference_names.append(best[1])
