@@ -390,3 +390,16 @@ def test_probe_of_a_superseded_run_holds_its_slot_until_it_is_deleted() -> None:
     assert w.pods == {}
     after = w.step()
     assert [a.node for a in after.actions if isinstance(a, CreatePod)] == ["n0"]
+
+
+def test_a_run_asks_to_be_looked_at_again_when_a_nodes_wait_is_up() -> None:
+    w = world(2, waitSeconds=2)
+    w.busy = {"n1": frozenset({SIM_RESOURCE})}
+    w.spec = make_spec(probe={"resourceName": SIM_RESOURCE}, waitSeconds=2)
+    decided = w.step(0.0)
+    assert 1.9 <= decided.requeue_after <= 2.0, "not the usual 5 s: the busy node is skipped in 2 s"
+    w.busy = {}
+    w.step(0.0)
+    assert w.step(0.0).requeue_after == 2.0, "n1's probe pod is not scheduled yet: it has 2 s"
+    w.start_pods()
+    assert w.step(0.0).requeue_after == 5.0, "nobody waits for a deadline"

@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from accelqual_probes.schema import OverallVerdict
 
@@ -46,6 +46,8 @@ from accelqual.planning.views import (
 )
 
 REQUEUE_RUNNING = 5.0
+#: The soonest a plan asks to be looked at again (a deadline just ahead is not polled for).
+REQUEUE_MIN = 0.2
 REQUEUE_IDLE = 60.0
 REQUEUE_ONJOIN = 30.0
 
@@ -104,7 +106,7 @@ def plan(
         running = st.summary.running + st.summary.pending
         set_condition(st, ConditionType.PROGRESSING, True, Reason.RUN_IN_PROGRESS,
                       f"run {active}: {running} of {st.summary.total} nodes still to finish", now, snap.generation)
-        out.requeue_after = REQUEUE_RUNNING
+        out.requeue_after = _running_requeue(spec, st, views, now)
     _degraded_condition(st, now, snap.generation)
     return out
 
@@ -284,6 +286,22 @@ def _degraded_condition(st: QualificationStatus, now: datetime, generation: int)
                       generation)
     else:
         set_condition(st, ConditionType.DEGRADED, False, Reason.ALL_PASSED, "", now, generation)
+
+
+def _running_requeue(spec: QualificationSpec, st: QualificationStatus, views: Mapping[str, NodeView],
+                     now: datetime) -> float:
+    """Look again in REQUEUE_RUNNING seconds, or sooner when a node's wait is up (it is then skipped)."""
+    wait = timedelta(seconds=spec.wait_seconds)
+    run_wait_over = (st.started_at or now) + wait
+    moments = []
+    for v in views.values():
+        if v.state is NodeState.WAITING and v.reason:
+            moments.append(run_wait_over)
+        elif v.state is NodeState.RUNNING and v.pod is not None and v.pod.started_at is None \
+                and v.pod.created_at is not None:
+            moments.append(max(run_wait_over, v.pod.created_at + wait))
+    due = [(m - now).total_seconds() for m in moments if m > now]
+    return max(REQUEUE_MIN, min([REQUEUE_RUNNING, *due]))
 
 
 def _idle_requeue(spec: QualificationSpec, st: QualificationStatus, now: datetime) -> float:
