@@ -203,7 +203,7 @@ def test_auto_release_lifts_only_the_taint_and_cordon_we_placed(cluster: Simulat
     nodes[2].unschedulable = True  # cordoned for maintenance
     cluster.add_nodes(nodes)
     cluster.start_operator()
-    policy = {"autoRelease": True, "onFailure": {"cordon": True}, "waitSeconds": 1}
+    policy: dict[str, Any] = {"autoRelease": True, "onFailure": {"cordon": True}, "waitSeconds": 1}
     cluster.apply(qualification(**policy))
     cluster.wait_for_phase("e2e", ("Completed",), timeout=60)
     failed = cluster.nodes()["node-0"]
