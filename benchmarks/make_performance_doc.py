@@ -51,8 +51,36 @@ over candidates (numpy/BLAS and `torch.mm(out=)` at square and rectangular shape
 timed in every round with as many samples each as the probe takes. Both sides report the best
 round (contention on a shared host only ever slows a measurement down); the ratio is
 probe best / reference best, and the median of the per-round ratios is shown beside it.
-Because the reference is the best of several candidates, the ratio errs against the probe.
-The probe and the references run at the same CPU thread count.
+Because the reference is the best of several candidates, the ratio errs against the probe;
+a ratio above 1 means the probe's best round beat the reference's, which on a shared host is
+noise, not a faster probe (the spread columns say how much single rounds varied). The probe
+and the references run at the same CPU thread count.
+"""
+
+FINDINGS = """\
+What the benchmark found in the probe, and what changed (CPU; the GPU side awaits a GPU run):
+
+- **Threads.** A check runs in its own worker thread, and OpenMP's and MKL's thread counts
+  are per thread: until torch initialised the thread lazily, small GEMMs ran with two MKL
+  threads and, on the busy 2-core host, waited ~15 ms at their barriers (with the fault layer
+  active, an fp32 GEMM at n=128 measured 270x too slow). The CPU backend now pins the thread
+  count when a check's session starts.
+- **Shape choice.** One fixed size per dtype was far from each kernel's best: the fallback
+  bf16/fp16/int8 kernels of an AVX2 CPU fall off a cliff beyond ~200 (0.3-0.6x at the old
+  n=256), and CPU fp8 (converted to fp32) gains up to ~2000 (0.4x at the old n=256). The
+  probe now measures the fastest of a ladder of sizes (128 to 2048 on CPU, 4096 to 16384 on
+  GPU) within a time budget, and names the size in its reason.
+- **Timing method.** On a shared host long timed rounds are nearly always preempted: CPU
+  rounds are now single GEMMs (the best of many). Every GEMM writes into a preallocated
+  output, and fp8 operands are laid out column-major once instead of in every call.
+- **Copy kernel and buffer sizes.** `Tensor.copy_` never uses non-temporal stores; glibc's
+  `memcpy` does above 3/4 of the cache size it detects (192 MiB here) and then moved 1.5-1.7x
+  the bytes per second. The CPU copy now goes through `memcpy` between two 256 MiB arrays
+  (shrinking when memory is short), backed by transparent huge pages like numpy's arrays
+  (2-6% more), and the in-run numpy reference copies between the same arrays.
+- **Left as it is.** torch's fp64 GEMM (MKL) runs a few percent behind numpy's OpenBLAS on
+  this AMD CPU at the best shapes of each; the probe measures torch, so that gap stays in
+  the fp64 ratio.
 """
 
 
@@ -62,6 +90,14 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -96,7 +132,7 @@ def render_machine(machine: dict[str, Any]) -> str:
 
 def render_fidelity(data: dict[str, Any]) -> str:
     machine = data.get("machine", {})
-    out = [f"### {machine.get('device', '?')}: {machine.get('device_name', '')}\n",
+    out = [f"### {machine.get('device', '?')}: {machine.get('device_name', '')}, {machine.get('started_at', '')}\n",
            render_machine(machine),
            f"\n{data.get('rounds')} alternating rounds, statistic: {data.get('statistic')}, probe sized as its "
            f"`{data.get('probe_suite_sizing')}` suite.\n\n"]
@@ -105,10 +141,10 @@ def render_fidelity(data: dict[str, Any]) -> str:
         probe, ref = c.get("probe", {}), c.get("reference", {})
         target, met = c.get("target"), c.get("met")
         verdict = "-" if target is None else f">= {target:.2f} {'met' if met else 'MISSED'}"
-        spread = f"{_fmt(probe.get('spread'), 2)} / {_fmt(ref.get('spread'), 2)}"
+        spread = f"{_percent(probe.get('spread'))} / {_percent(ref.get('spread'))}"
         rows.append([f"`{c['check']}`", f"{_fmt(probe.get('best'))} {c['unit']}",
-                     f"{_fmt(ref.get('best'))} {c['unit']}", _fmt(c.get("ratio"), 3),
-                     _fmt(c.get("ratio_median_of_rounds"), 3), spread, verdict, _fmt(c.get("nominal")),
+                     f"{_fmt(ref.get('best'))} {c['unit']}", _ratio(c.get("ratio")),
+                     _ratio(c.get("ratio_median_of_rounds")), spread, verdict, _fmt(c.get("nominal")),
                      _probe_size(c.get("probe_reason", "")) or "-", ref.get("best_candidate") or c.get("note") or "-"])
     out.append(_table(["check", "probe", "best reference", "ratio", "median ratio", "spread probe / ref", "target",
                        "nominal", "probe size", "reference kernel"], rows))
@@ -163,6 +199,7 @@ def render(fidelity: dict[str, Any] | list[dict[str, Any]], control_plane: dict[
              "regenerate it rather than editing it.\n\n## How to reproduce\n\n", COMMANDS,
              "\n## Probe fidelity: probe vs the best reference on the same machine\n\n", METHOD, "\n"]
     parts += [render_fidelity(run) + "\n" for run in runs]
+    parts.append(FINDINGS + "\n")
     if not any(run.get("machine", {}).get("device") not in (None, "cpu") for run in runs):
         parts.append("No accelerator was available for these measurements: GPU figures are not claimed here. "
                      "The GPU command above measures them on an accelerator machine.\n\n")

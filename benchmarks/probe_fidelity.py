@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -500,6 +501,7 @@ def machine(run: PreparedRun, threads: int) -> dict[str, Any]:
         "threads": threads, "device": run.backend.kind, "device_name": run.inventory.model,
         "device_count": run.inventory.count, "runtime": run.inventory.runtime_version,
         "driver": run.inventory.driver_version, "profile": run.profile_name,
+        "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "load_average_start": [round(v, 2) for v in os.getloadavg()],
     }
 
