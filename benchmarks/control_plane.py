@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             kubeconfig = cluster.server.write_kubeconfig(Path(tmp) / "kubeconfig")
             operator = subprocess.Popen(
-                [sys.executable, "-m", "accelqual.cli", "operator", "--kubeconfig", str(kubeconfig),
+                [sys.executable, *(["/tmp/opprof.py"] if os.environ.get("OPPROF") else ["-m", "accelqual.cli"]), "operator", "--kubeconfig", str(kubeconfig),
                  "--namespace", cluster.namespace, "--metrics-port", "0", "--liveness", "",
                  "--log-level", "WARNING"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -65,6 +65,7 @@ class KubeClient:
 
     def __init__(self, configuration: k8s.Configuration, retry: RetryPolicy = RetryPolicy(),
                  timeout: float = 30.0) -> None:
+        throttle_refresh(configuration)
         self._api = k8s.ApiClient(configuration)
         self._retry = retry
         self._timeout = timeout
@@ -194,6 +195,35 @@ class KubeClient:
             accept="text/plain", text=True,
         )
         return text
+
+
+#: Credentials are re-read at most this often (the loaders re-parse the whole kubeconfig on each refresh).
+REFRESH_INTERVAL_SECONDS = 60.0
+
+
+def throttle_refresh(configuration: k8s.Configuration, interval: float = REFRESH_INTERVAL_SECONDS) -> None:
+    """Make the configuration's credential refresh run at most every `interval` seconds.
+
+    The kubeconfig and in-cluster loaders install a `refresh_api_key_hook` that the client
+    calls before *every* request; it reloads the kubeconfig (and scans the environment for
+    proxies), which cost about 2 ms per request, more than the request itself. Rotating
+    tokens (service-account tokens, exec plugins) change on the scale of minutes to hours.
+    """
+    hook = getattr(configuration, "refresh_api_key_hook", None)
+    if hook is None or getattr(hook, "_accelqual_throttled", False):
+        return
+    last = [float("-inf")]
+
+    def throttled(config: k8s.Configuration) -> None:
+        now = time.monotonic()
+        if now - last[0] >= interval:
+            last[0] = now
+            hook(config)
+            # The kubeconfig loader re-installs its own hook on every refresh: put ours back.
+            config.refresh_api_key_hook = throttled  # type: ignore[assignment]
+
+    throttled._accelqual_throttled = True  # type: ignore[attr-defined]
+    configuration.refresh_api_key_hook = throttled  # type: ignore[assignment]
 
 
 def error_from(status: int, data: bytes, retry_after: str | None) -> KubeError:

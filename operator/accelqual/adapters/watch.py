@@ -21,6 +21,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from accelqual.adapters.kube import throttle_refresh
+
 log = logging.getLogger("accelqual.watch")
 V = TypeVar("V")
 
@@ -33,6 +35,7 @@ class Connection:
     """How to reach the API server: URL, auth header and TLS, taken from the kubernetes client's configuration."""
 
     def __init__(self, configuration: Any) -> None:
+        throttle_refresh(configuration)
         self._configuration = configuration
 
     @property
@@ -41,9 +44,7 @@ class Connection:
 
     def headers(self) -> dict[str, str]:
         config = self._configuration
-        hook = getattr(config, "refresh_api_key_hook", None)
-        if hook is not None:  # rotating service-account tokens and exec plugins refresh here
-            hook(config)
+        # get_api_key_with_prefix runs the (throttled, see adapters.kube) refresh hook of rotating tokens.
         token = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
         return {"Authorization": token, "Accept": "application/json"} if token else {"Accept": "application/json"}
 
