@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes import client as k8s
-
 from accelqual.adapters.kube import KubeError, error_from, throttle_refresh
+from kubernetes import client as k8s
 
 
 def test_credential_refresh_runs_at_most_once_per_interval_even_when_the_loader_reinstalls_its_hook() -> None:
@@ -15,9 +14,9 @@ def test_credential_refresh_runs_at_most_once_per_interval_even_when_the_loader_
 
     def loader_hook(config: Any) -> None:
         calls.append(1)
-        config.refresh_api_key_hook = loader_hook  # what the kubeconfig loader does on every refresh
+        config.refresh_api_key_hook = loader_hook  # the kubeconfig loader does this on every refresh
 
-    configuration.refresh_api_key_hook = loader_hook
+    configuration.refresh_api_key_hook = loader_hook  # type: ignore[assignment]
     throttle_refresh(configuration, interval=3600)
     for _ in range(50):
         configuration.get_api_key_with_prefix("BearerToken")
