@@ -123,9 +123,6 @@ def test_kubectl_describe_node_says_which_check_failed_and_where_the_evidence_is
     assert "accelqual.io/report-uri: s3://my-qualification-evidence/accelqual/" in described
 
 
-@pytest.mark.xfail(strict=True, reason="the operator posts node Events without involvedObject.uid; kubectl describe "
-                                       "node selects by uid (the node's, then its name), so they are not listed: "
-                                       "handlers/reconcile.py _post_event must set the uid")
 def test_kubectl_describe_node_lists_the_operators_events(finished: Served) -> None:
     _, faults = serve_fleet(NODES, FAULTY, SEED)
     described = finished.kubectl("describe", "node", next(iter(faults))).stdout

@@ -54,6 +54,7 @@ def node_info(obj: Mapping[str, Any]) -> NodeInfo:
         allocatable=_str_map(status.get("allocatable")),
         ready=ready,
         resource_version=str(meta.get("resourceVersion", "")),
+        uid=str(meta.get("uid", "")),
         created_at=parse_time(meta.get("creationTimestamp")),
     )
 

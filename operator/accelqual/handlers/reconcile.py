@@ -308,7 +308,7 @@ class Reconciler:
             elif isinstance(action, MarkNode):
                 await self._mark(name, action, nodes.get(action.node))
             elif isinstance(action, PostEvent):
-                await self._post_event(qs, action, uid if action.kind == "Qualification" else "")
+                await self._post_event(qs, action, uid if action.kind == "Qualification" else _node_uid(nodes, action))
             elif isinstance(action, UploadSummary):
                 await self._upload_summary(name, uid, qs, spec, action, status, now)
             elif isinstance(action, RemoveAnnotation):
@@ -427,6 +427,12 @@ class Reconciler:
             self.metrics.reconcile_error(name, "status")
             return
         qs.status = new
+
+
+def _node_uid(nodes: Mapping[str, NodeInfo], event: PostEvent) -> str:
+    """The involved node's uid (its name when unknown, as the kubelet does for node Events)."""
+    node = nodes.get(event.name)
+    return node.uid if node is not None and node.uid else event.name
 
 
 def _profiles(index: Mapping[str, Iterable[CardProfileSpec | str]]) -> dict[str, CardProfileSpec]:

@@ -36,6 +36,8 @@ class NodeInfo:
     allocatable: Mapping[str, str] = field(default_factory=dict)
     ready: bool = True
     resource_version: str = ""
+    #: The Node object's uid: Events about the node name it, which is how `kubectl describe node` finds them.
+    uid: str = ""
     #: When the Node object was created: a node that joins after a run started waits for the next run.
     created_at: datetime | None = None
 
