@@ -29,9 +29,9 @@ def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
 @pytest.mark.parametrize("crd", all_crds(), ids=lambda c: c["metadata"]["name"])
 def test_committed_crd_matches_the_models(crd: dict[str, Any]) -> None:
     path = CRD_DIR / f"{crd['metadata']['name']}.yaml"
-    assert path.exists(), f"{path} is missing: run `accelqual crds --write crds/`"
+    assert path.exists(), f"{path} is missing: run `make crds`"
     assert path.read_text(encoding="utf-8") == render(crd), (
-        f"{path} drifted from the models: run `accelqual crds --write crds/` and commit")
+        f"{path} drifted from the models: run `make crds` and commit")
 
 
 @pytest.mark.parametrize("crd", all_crds(), ids=lambda c: c["metadata"]["name"])

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from accelqual.sim.emulator import ClusterEmulator
 from accelqual.sim.server import EmulatorServer
 
@@ -124,23 +122,23 @@ async def test_plain_json_without_the_table_accept_header(api: Api) -> None:
     assert reply.body["kind"] == "NodeList"
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-def test_kubectl_gets_labels_and_patches_through_the_kubeconfig(server: EmulatorServer, tmp_path: Path) -> None:
+def test_kubectl_gets_labels_and_patches_through_the_kubeconfig(server: EmulatorServer, tmp_path: Path,
+                                                                kubectl: Path) -> None:
     config = server.write_kubeconfig(tmp_path / "kubeconfig")
     server.emulator.create("qualifications", qualification("pool-a"))
     server.emulator.create("nodes", node("gpu-1", status={"conditions": [{"type": "Ready", "status": "True"}]}))
 
-    def kubectl(*args: str) -> str:
-        done = subprocess.run(["kubectl", "--kubeconfig", str(config), *args], capture_output=True, text=True,
+    def run(*args: str) -> str:
+        done = subprocess.run([str(kubectl), "--kubeconfig", str(config), *args], capture_output=True, text=True,
                               timeout=60, check=False)
         assert done.returncode == 0, done.stderr
         assert "Warning" not in done.stderr, done.stderr
         return done.stdout
 
-    assert "pool-a" in kubectl("get", "aq")
-    kubectl("label", "node", "gpu-1", "accelqual.io/verdict=pass")
-    kubectl("cordon", "gpu-1")
-    listed = kubectl("get", "nodes", "-l", "accelqual.io/verdict=pass")
+    assert "pool-a" in run("get", "aq")
+    run("label", "node", "gpu-1", "accelqual.io/verdict=pass")
+    run("cordon", "gpu-1")
+    listed = run("get", "nodes", "-l", "accelqual.io/verdict=pass")
 
     assert "Ready,SchedulingDisabled" in listed
     patched = server.emulator.get("nodes", None, "gpu-1")
