@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from accelqual.constants import LABEL_PROFILE
@@ -52,3 +54,15 @@ def taint_keys(node: dict[str, Any]) -> list[str]:
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == kind)
+
+
+def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 60.0, poll: float = 0.05) -> Any:
+    """The first truthy value of `predicate()`; `TimeoutError` naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(poll)

@@ -8,7 +8,7 @@ manifests a user sees, and the human actions (resume) the policies wait for.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,20 +27,9 @@ from accelqual.sim.cluster import SimulatedCluster
 from accelqual.sim.modelled import ModelledProbeRunner
 from accelqual.sim.simclock import SimClock
 
-from tests.e2e.helpers import RESOURCE, condition, labels, qualification, sim_nodes, taint_keys
+from tests.e2e.helpers import RESOURCE, condition, labels, qualification, sim_nodes, taint_keys, wait_until
 
 GATE = [{"key": DEFAULT_GATE_TAINT_KEY, "effect": "NoSchedule"}]
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting until {what}")
-        time.sleep(0.05)
 
 
 def status(cluster: SimulatedCluster, name: str = "e2e") -> dict[str, Any]:
