@@ -403,3 +403,20 @@ def test_a_run_asks_to_be_looked_at_again_when_a_nodes_wait_is_up() -> None:
     assert w.step(0.0).requeue_after == 2.0, "n1's probe pod is not scheduled yet: it has 2 s"
     w.start_pods()
     assert w.step(0.0).requeue_after == 5.0, "nobody waits for a deadline"
+
+
+def test_a_spec_change_resumes_a_halted_scheduled_run_without_starting_another() -> None:
+    w = world(5, trigger="Schedule", schedule="0 */6 * * *", failureBudget=1)
+    w.step()
+    assert w.status.next_run_at is not None
+    w.now = w.status.next_run_at
+    run_to_end(w, {f"n{i}": failing(f"n{i}") for i in range(3)})
+    assert phase(w) is Phase.HALTED
+    run = w.status.run_id
+    w.spec = make_spec(trigger="Schedule", schedule="0 */6 * * *", failureBudget=3)
+    w.generation = 2
+    run_to_end(w, {})
+    assert w.status.run_id == run, "the halted run goes on; a spec change is not a schedule slot"
+    assert phase(w) is Phase.COMPLETED
+    assert w.tainted(DEFAULT_FAILURE_TAINT_KEY) == {"n0", "n1", "n2"}
+    assert any(e.reason == Reason.RESUMED.value and "spec change" in e.message for e in w.events)
