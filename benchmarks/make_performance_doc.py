@@ -54,7 +54,10 @@ probe best / reference best, and the median of the per-round ratios is shown bes
 Because the reference is the best of several candidates, the ratio errs against the probe;
 a ratio above 1 means the probe's best round beat the reference's, which on a shared host is
 noise, not a faster probe (the spread columns say how much single rounds varied). The probe
-and the references run at the same CPU thread count.
+and the references run at the same CPU thread count, and the references run in a worker
+thread as the probe's checks do: glibc gives each thread its own malloc arena, and in the
+main thread the fp32 temporaries of CPU fp8 GEMM went back to the kernel on every call
+(53 instead of 66 GFLOPS), which made the probe look better than its reference.
 """
 
 FINDINGS = """\
@@ -67,8 +70,8 @@ What the benchmark found in the probe, and what changed (CPU; the GPU side await
   count when a check's session starts.
 - **Shape choice.** One fixed size per dtype was far from each kernel's best: the fallback
   bf16/fp16/int8 kernels of an AVX2 CPU fall off a cliff beyond ~200 (0.3-0.6x at the old
-  n=256), and CPU fp8 (converted to fp32) gains up to ~2000 (0.4x at the old n=256). The
-  probe now measures the fastest of a ladder of sizes (128 to 2048 on CPU, 4096 to 16384 on
+  n=256), and CPU fp8 (converted to fp32) gains up to ~2500 (0.4x at the old n=256). The
+  probe now measures the fastest of a ladder of sizes (128 to 2560 on CPU, 4096 to 16384 on
   GPU) within a time budget, and names the size in its reason.
 - **Timing method.** On a shared host long timed rounds are nearly always preempted: CPU
   rounds are now single GEMMs (the best of many). Every GEMM writes into a preallocated

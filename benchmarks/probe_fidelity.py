@@ -162,7 +162,7 @@ def _gemm_shapes(accelerator: bool, dtype: str, tiny: bool) -> list[tuple[int, i
         mid = squares[1]
         return [(s, s, s) for s in squares] + [(mid, 2 * mid, mid), (2 * mid, mid // 2, 2 * mid)]
     # Every size the CPU probe may choose, smaller and intermediate ones, and deep/shallow rectangles.
-    squares = [96, 128, 160, 192, 256, 320, 384, 512, 768, 1024, 1536, 2048]
+    squares = [96, 128, 160, 192, 256, 320, 384, 512, 768, 1024, 1536, 2048, 2560, 3072]
     return [(s, s, s) for s in squares] + [(128, 1024, 128), (512, 2048, 512), (1024, 256, 1024)]
 
 

@@ -35,7 +35,7 @@ class GemmParams(CheckParams):
     #: Square sizes tried before the measurement, smallest first (halved for fp64 on accelerators);
     #: the fastest one is measured. Kernels peak at different sizes: BLAS is flat beyond a few
     #: hundred, the fallback kernels of CPUs without native low-precision GEMM fall off a cliff
-    #: beyond the L2 cache (~200), and fp8, converted to fp32 on such CPUs, gains up to ~2000.
+    #: beyond the L2 cache (~200), and fp8, converted to fp32 on such CPUs, gains up to ~2500.
     sizes: tuple[int, ...] = (4096, 8192)
     #: The sweep stops after this many sizes in a row that were not the fastest so far.
     patience: int = 2
@@ -55,8 +55,8 @@ class GemmParams(CheckParams):
         # (the best of many) see the undisturbed speed that long rounds rarely do.
         if sizing.quick:
             return cls(sizes=(128, 192, 256, 384, 512, 768), rounds=12, round_s=0.002, max_call_s=0.05, budget_s=1.0)
-        return cls(sizes=(128, 192, 256, 384, 512, 768, 1024, 1536, 2048), rounds=16, round_s=0.002,
-                   max_call_s=0.3, budget_s=1.5)
+        return cls(sizes=(128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 2560), rounds=16, round_s=0.002,
+                   max_call_s=0.5, budget_s=1.5)
 
 
 def _candidate_sizes(params: GemmParams, dtype: str, accelerator: bool) -> list[int]:
