@@ -115,7 +115,9 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
                 # operator's share of a core bounded however large the pool and busy the watches.
                 # Like `delay`, the batch shrinks with the time scale (in rehearsals it is simulated time).
                 batch = max(debounce, COST_RATIO * (loop.time() - started) / time_scale)
-                await _sleep(waker, stopped, delay / time_scale, batch)
+                # A timed look never comes sooner than a woken one would (at a time scale of 1000,
+                # a 5 s requeue would otherwise be a reconcile every 5 ms of real time).
+                await _sleep(waker, stopped, max(delay / time_scale, debounce), batch)
         finally:
             # Deleted or the operator stopping: caches of this Qualification are rebuilt if it comes back.
             state.forget(name)
