@@ -583,7 +583,7 @@ def summary_line(outcomes: list[Outcome], info: dict[str, Any], rounds: int, sui
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--device", default="auto", help="device kind: auto (default), cpu, cuda, ...")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating probe/reference rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating probe/reference rounds (default 7)")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--threads", type=int, default=None,
                         help=f"CPU threads of probe and reference (default: ${ENV_CPU_THREADS} or 1)")

@@ -12,6 +12,7 @@ figures with the best reference measurements of the same machine.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -46,6 +47,8 @@ class GemmParams(CheckParams):
     round_s: float = 0.1
     #: Seconds all timed rounds may take: long GEMMs get fewer rounds, never fewer than 4.
     budget_s: float = 60.0
+    #: Seconds of timed samples per size while choosing it (at least 3 samples, at most 10).
+    sweep_s: float = 0.0
 
     @classmethod
     def for_run(cls, sizing: Sizing) -> GemmParams:
@@ -54,9 +57,14 @@ class GemmParams(CheckParams):
         # A shared CPU host preempts its processes every few milliseconds: rounds of a single GEMM
         # (the best of many) see the undisturbed speed that long rounds rarely do.
         if sizing.quick:
-            return cls(sizes=(128, 192, 256, 384, 512, 768), rounds=12, round_s=0.002, max_call_s=0.05, budget_s=1.0)
+            return cls(sizes=(128, 192, 256, 384, 512, 768), rounds=12, round_s=0.002, max_call_s=0.05, budget_s=1.0,
+                       sweep_s=0.02)
         return cls(sizes=(128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 2560), rounds=16, round_s=0.002,
-                   max_call_s=0.5, budget_s=1.5)
+                   max_call_s=0.6, budget_s=1.5, sweep_s=0.02)
+
+
+#: Sizes whose sweep rate is within this share of the fastest size's count as equally fast.
+SIZE_TOLERANCE = 0.02
 
 
 def _candidate_sizes(params: GemmParams, dtype: str, accelerator: bool) -> list[int]:
@@ -82,22 +90,31 @@ class _Gemm:
 
 def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
                   sync: Callable[[], None]) -> _Gemm:
-    """The candidate size whose GEMM runs fastest here (each timed briefly, smallest first)."""
-    best: _Gemm | None = None
-    rate, misses = 0.0, 0
+    """The size to measure: each candidate timed briefly, smallest first; of those within
+    `SIZE_TOLERANCE` of the fastest, the smallest (its short calls are less exposed to
+    preemption on a shared host, and cheaper)."""
+    rates: dict[int, float] = {}
+    gemm: _Gemm | None = None
+    misses = 0
     for n in _candidate_sizes(params, dtype, ctx.device.accelerator):
-        if best is not None and (2.0 * n**3 / rate > params.max_call_s or misses >= params.patience):
+        if gemm is not None and (2.0 * n**3 / gemm.rate > params.max_call_s or misses >= params.patience):
             break
         ctx.checkpoint()
         gemm = _Gemm(ctx, index, dtype, n)
-        repeats = timing.calibrate(gemm.run, sync, params.round_s / 2)
-        gemm.rate = rate = gemm.flops / timing.best_of(gemm.run, repeats, 3, sync, ctx.checkpoint)
-        if best is None or rate > best.rate:
-            best, misses = gemm, 0
-        else:
-            misses += 1
-    assert best is not None
-    return best
+        gemm.run(1)  # warm-up: the output's first touch, the library's kernel choice
+        single = timing.best_of(gemm.run, 1, 1, sync, ctx.checkpoint)
+        repeats = max(1, math.ceil(params.round_s / 2 / single))
+        samples = max(3, min(10, int(params.sweep_s / (single * repeats))))
+        gemm.rate = gemm.flops / min(single, timing.best_of(gemm.run, repeats, samples, sync, ctx.checkpoint))
+        misses = 0 if gemm.rate > max(rates.values(), default=0.0) else misses + 1
+        rates[n] = gemm.rate
+    assert gemm is not None
+    fastest = max(rates.values())
+    chosen = min(n for n, rate in rates.items() if rate >= (1 - SIZE_TOLERANCE) * fastest)
+    if chosen != gemm.n:
+        gemm = _Gemm(ctx, index, dtype, chosen)
+        gemm.rate = rates[chosen]
+    return gemm
 
 
 def _rounds(params: GemmParams, gemm: _Gemm, interleaved: bool) -> int:
@@ -161,7 +178,8 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
         for value, where in values:
             evidence.measure("fraction_of_nominal", value / (nominal or 1.0), "", where)
     tried = _candidate_sizes(params, dtype, ctx.device.accelerator)
-    evidence.note(f"n={','.join(dict.fromkeys(sizes))} (the fastest of {', '.join(map(str, tried))})")
+    evidence.note(f"n={','.join(dict.fromkeys(sizes))} (of {', '.join(map(str, tried))}: the smallest within "
+                  f"{SIZE_TOLERANCE:.0%} of the fastest tried)")
     return evidence
 
 
