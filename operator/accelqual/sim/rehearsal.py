@@ -32,6 +32,7 @@ from accelqual.sim.recorder import Recorder
 from accelqual.sim.scenario import (
     ApiErrors,
     DeleteNodes,
+    Event,
     NodeGroup,
     QualificationEntry,
     Relabel,
@@ -212,7 +213,7 @@ class Rehearsal:
             self._at(group.delete_at, f"{len(names)} nodes of {group.name} are deleted",
                      lambda: self._delete_nodes(names))
 
-    def _plan_event(self, event: Any) -> None:
+    def _plan_event(self, event: Event) -> None:
         if isinstance(event, RestartOperator):
             if event.down_for:
                 self._at(event.at, "operator stops", lambda: self.cluster.stop_operator())

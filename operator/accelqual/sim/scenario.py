@@ -407,10 +407,7 @@ def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     loc = ""
     for part in first["loc"]:
-        if isinstance(part, int):
-            loc += f"[{part}]"
-        elif part not in ("function-after[_consistent(), Scenario]",):
-            loc += f".{part}" if loc else str(part)
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
     message = str(first["msg"]).removeprefix("Value error, ")
     more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
     return f"{loc}: {message}{more}" if loc else f"{message}{more}"
