@@ -47,13 +47,16 @@ numpy reference on a CPU) and, in the same process and alternating with it (prob
 even rounds, reference first in odd ones), the best reference the benchmark finds: a sweep
 over candidates (numpy/BLAS and `torch.mm(out=)` at square and rectangular shapes on a CPU,
 `torch.mm` through cuBLAS and cuBLASLt at large shapes on a GPU; numpy and torch copies of
-64 MiB to 512 MiB, a device-to-device copy on a GPU) keeps the two fastest, which are then
-timed in every round with as many samples each as the probe takes. Both sides report the best
-round (contention on a shared host only ever slows a measurement down); the ratio is
-probe best / reference best, and the median of the per-round ratios is shown beside it.
-Because the reference is the best of several candidates, the ratio errs against the probe;
-a ratio above 1 means the probe's best round beat the reference's, which on a shared host is
-noise, not a faster probe (the spread columns say how much single rounds varied). The probe
+64 MiB to 512 MiB, a device-to-device copy on a GPU), with the close ones timed again in
+interleaved passes, keeps the two fastest, which are then timed in every round with as many
+samples each as the probe takes. In each round each side counts its best sample (contention
+on a shared host only ever slows a measurement down). The judged ratio is the median over
+rounds of probe / reference: both sides of a round run within seconds of each other, so the
+host's slow phases, which last seconds, cancel out. The ratio of the two sides' best rounds
+is shown beside it. Because the reference is the best of several candidates, the ratios err
+against the probe; a ratio above 1 is noise of a shared host, not a faster probe (the spread
+columns say how much single rounds varied; one probe round is one complete run of the check,
+its own choice of size included). The probe
 and the references run at the same CPU thread count, and the references run in a worker
 thread as the probe's checks do: glibc gives each thread its own malloc arena, and in the
 main thread the fp32 temporaries of CPU fp8 GEMM went back to the kernel on every call
@@ -71,8 +74,9 @@ What the benchmark found in the probe, and what changed (CPU; the GPU side await
 - **Shape choice.** One fixed size per dtype was far from each kernel's best: the fallback
   bf16/fp16/int8 kernels of an AVX2 CPU fall off a cliff beyond ~200 (0.3-0.6x at the old
   n=256), and CPU fp8 (converted to fp32) gains up to ~2500 (0.4x at the old n=256). The
-  probe now measures the fastest of a ladder of sizes (128 to 2560 on CPU, 4096 to 16384 on
-  GPU) within a time budget, and names the size in its reason.
+  probe now tries a ladder of sizes (128 to 2560 on CPU, 4096 to 16384 on GPU) within a time
+  budget and measures the smallest within 2% of the fastest (short calls are less exposed to
+  preemption), and names the size in its reason.
 - **Timing method.** On a shared host long timed rounds are nearly always preempted: CPU
   rounds are now single GEMMs (the best of many). Every GEMM writes into a preallocated
   output, and fp8 operands are laid out column-major once instead of in every call.
@@ -109,13 +113,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _probe_size(reason: str) -> str:
-    """The GEMM size the probe chose, from its reason ("...; n=384 (the fastest of ...)")."""
-    for part in reason.split(";"):
-        part = part.strip()
-        if part.startswith("n="):
-            return part.split(" ")[0]
-    return ""
+def _sizes(check: dict[str, Any]) -> str:
+    """The GEMM sizes the probe chose, round by round ("192 x6, 384")."""
+    sizes = [s for s in check.get("probe_sizes_by_round") or [] if s]
+    counted = {size: sizes.count(size) for size in sizes}
+    return ", ".join(f"{size} x{count}" if count > 1 else size for size, count in counted.items()) or "-"
 
 
 def render_machine(machine: dict[str, Any]) -> str:
@@ -147,10 +149,11 @@ def render_fidelity(data: dict[str, Any]) -> str:
         spread = f"{_percent(probe.get('spread'))} / {_percent(ref.get('spread'))}"
         rows.append([f"`{c['check']}`", f"{_fmt(probe.get('best'))} {c['unit']}",
                      f"{_fmt(ref.get('best'))} {c['unit']}", _ratio(c.get("ratio")),
-                     _ratio(c.get("ratio_median_of_rounds")), spread, verdict, _fmt(c.get("nominal")),
-                     _probe_size(c.get("probe_reason", "")) or "-", ref.get("best_candidate") or c.get("note") or "-"])
-    out.append(_table(["check", "probe", "best reference", "ratio", "median ratio", "spread probe / ref", "target",
-                       "nominal", "probe size", "reference kernel"], rows))
+                     _ratio(c.get("ratio_of_bests")), spread, verdict, _fmt(c.get("nominal")),
+                     _sizes(c), ref.get("best_candidate") or c.get("note") or "-"])
+    out.append(_table(["check", "probe (best round)", "reference (best round)", "ratio (median of rounds)",
+                       "ratio of bests", "spread probe / ref", "target", "nominal", "probe size by round",
+                       "reference kernel"], rows))
     suites = data.get("suites", [])
     if suites:
         out.append("\nSuite wall time (`accelqual probe --suite S --json ...` as a subprocess):\n\n")
