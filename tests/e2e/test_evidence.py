@@ -327,7 +327,9 @@ def test_events_say_which_check_failed_by_how_much_and_where_the_evidence_is(clu
     membw = {row["node"]: row for row in summary["nodes"]}["node-1"]["checks"]["perf.membw"]
     events = cluster.events()
     # What `kubectl describe node node-1` shows: the check, the measured value against its limit, the evidence.
-    (failed,) = [e for e in events if e["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": "node-1"}]
+    node_uid = cluster.nodes()["node-1"]["metadata"]["uid"]
+    (failed,) = [e for e in events if e["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": "node-1",
+                                                               "uid": node_uid}]
     assert failed["type"] == "Warning"
     assert failed["reason"] == "QualificationFailed"
     message = failed["message"]
