@@ -162,7 +162,9 @@ class Toleration(_Model):
 class ProbeSpec(_Model):
     """How probe pods are built."""
 
-    image: Annotated[str, Field(min_length=1, max_length=512)] = "ghcr.io/accelqual/probe-cuda:0.1.0"
+    #: Default: the operator's image for the card's software stack (`--probe-image STACK=IMAGE`; stacks
+    #: cuda, rocm, ascend, cpu), chosen from the node's profile.
+    image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     image_pull_policy: Annotated[str, Field(pattern=r"^(Always|IfNotPresent|Never)$")] = "IfNotPresent"
     #: Extended resource requested from each node; default: the profile's (e.g. nvidia.com/gpu).
     resource_name: Annotated[str, Field(max_length=253)] | None = None
@@ -172,6 +174,9 @@ class ProbeSpec(_Model):
     timeout_seconds: Annotated[int, Field(ge=30, le=86400)] = 1800
     tolerations: list[Toleration] = []
     priority_class_name: Annotated[str, Field(max_length=253)] | None = None
+    #: Extra groups of the probe process, e.g. the node's `video`/`render` gids that ROCm devices need
+    #: when the probe runs as non-root.
+    supplemental_groups: list[Annotated[int, Field(ge=0, le=4294967295)]] = Field(default=[], max_length=16)
     #: Extra arguments appended to `accelqual probe` (e.g. `--burnin-seconds 600`).
     extra_args: list[Annotated[str, Field(max_length=256)]] = Field(default=[], max_length=16)
 

@@ -31,7 +31,17 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--workers", type=int, default=16, help="threads for API and S3 calls")
+    p.add_argument("--probe-image", action="append", default=[], metavar="STACK=IMAGE", type=_stack_image,
+                   help="probe image for a software stack (cuda, rocm, ascend, cpu), used when a Qualification "
+                        "names no probe.image; repeatable")
     return p.parse_args(list(argv))
+
+
+def _stack_image(value: str) -> tuple[str, str]:
+    stack, sep, image = value.partition("=")
+    if not sep or not stack or not image:
+        raise argparse.ArgumentTypeError(f"expected STACK=IMAGE, got {value!r}")
+    return stack, image
 
 
 def seniority_priority(started: float) -> int:
@@ -49,7 +59,8 @@ def main(argv: Sequence[str]) -> int:
     args = parse(argv)
     configure_logging(args.log_format, args.log_level)
     config = OperatorConfig(namespace=args.namespace, event_namespace=args.event_namespace,
-                            secret_namespace=args.secret_namespace or args.namespace, workers=args.workers)
+                            secret_namespace=args.secret_namespace or args.namespace, workers=args.workers,
+                            probe_images=dict(args.probe_image))
     priority = None
     if args.peering:
         priority = args.peering_priority if args.peering_priority is not None else seniority_priority(time.time())

@@ -183,7 +183,8 @@ def _probe_pod(spec: QualificationSpec, target: ProbeTarget) -> list[str]:
 def test_entrypoint_plus_rendered_pod_args_is_a_valid_probe_command_line(path: Path, spec_extra: dict[str, object]
                                                                          ) -> None:
     spec = QualificationSpec.model_validate({"nodeSelector": {"matchLabels": {"pool": "a"}}, **spec_extra})
-    target = ProbeTarget(node="gpu-1", profile="h100-sxm", profile_json=None, resource_name="nvidia.com/gpu",
+    target = ProbeTarget(node="gpu-1", image="ghcr.io/accelqual/probe-cuda:0.1.0", profile="h100-sxm",
+                         profile_json=None, resource_name="nvidia.com/gpu",
                          resource_count=8, checks=tuple(spec.checks), expected_devices=8)
     argv = json.loads(Dockerfile.parse(path).last("ENTRYPOINT")) + _probe_pod(spec, target)
 

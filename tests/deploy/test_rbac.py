@@ -213,7 +213,8 @@ def test_rendered_probe_pod_of_a_qualification_with_report_credentials_has_none_
         "nodeSelector": {"matchLabels": {"pool": "a"}},
         "report": {"bucket": "evidence", "credentialsSecret": {"name": "accelqual-s3", "namespace": NAMESPACE}},
     })
-    target = ProbeTarget(node="gpu-1", profile="h100-sxm", profile_json=None, resource_name="nvidia.com/gpu",
+    target = ProbeTarget(node="gpu-1", image="ghcr.io/accelqual/probe-cuda:0.1.0", profile="h100-sxm",
+                         profile_json=None, resource_name="nvidia.com/gpu",
                          resource_count=8, checks=(), expected_devices=8)
     pod = build_probe_pod(qualification="q", qualification_uid="uid-1", run="r1", namespace=NAMESPACE, spec=spec,
                           target=target, tolerate=[])
@@ -226,7 +227,8 @@ def test_network_policy_isolates_exactly_the_probe_pods(helm: Path) -> None:
     docs = helm_template(helm)
     policy = one(docs, "NetworkPolicy")
     spec = QualificationSpec.model_validate({"nodeSelector": {"matchLabels": {"pool": "a"}}})
-    target = ProbeTarget(node="n", profile="auto", profile_json=None, resource_name=None, resource_count=0,
+    target = ProbeTarget(node="n", image="ghcr.io/accelqual/probe-cuda:0.1.0", profile="auto", profile_json=None,
+                         resource_name=None, resource_count=0,
                          checks=(), expected_devices=None)
     probe = build_probe_pod(qualification="q", qualification_uid="u", run="r", namespace=NAMESPACE, spec=spec,
                             target=target, tolerate=[])

@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -82,6 +82,8 @@ class OperatorConfig:
     instance: str = "accelqual-operator"
     #: Longest wait between S3 attempts while evidence waits in the outbox.
     evidence_backoff_max: float = 60.0
+    #: Probe image per software stack (cuda, rocm, ascend, cpu) for Qualifications that name none.
+    probe_images: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ class Reconciler:
             pods=tuple(pods),
             results={pod: result for pod, (_, result) in qs.results.items()},
             custom_profiles=profiles,
+            probe_images=self.config.probe_images,
             evidence_pending=frozenset(qs.evidence),
             evidence_outbox=self.delivery.backlog(qs) - len(qs.evidence),
         )

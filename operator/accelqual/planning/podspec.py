@@ -10,8 +10,11 @@ never through a shell.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from accelqual_probes.profiles import CardProfileSpec
 
 from accelqual.constants import (
     ANN_QUALIFICATION,
@@ -42,6 +45,7 @@ class ProbeTarget:
     """Where and with what one probe runs: resolved per node by planning."""
 
     node: str
+    image: str
     #: Profile name passed to `--profile` (`auto` lets the probe detect the card).
     profile: str
     #: A custom CardProfile's `{"name", "spec"}` JSON, passed in the environment.
@@ -51,6 +55,38 @@ class ProbeTarget:
     resource_count: int
     checks: tuple[str, ...]
     expected_devices: int | None
+
+
+#: Probe images per software stack when the operator is given none (`accelqual operator --probe-image`).
+DEFAULT_PROBE_IMAGES: dict[str, str] = {
+    "cuda": "ghcr.io/accelqual/probe-cuda:0.1.0",
+    "rocm": "ghcr.io/accelqual/probe-rocm:0.1.0",
+    "ascend": "ghcr.io/accelqual/probe-ascend:0.1.0",
+    "cpu": "ghcr.io/accelqual/probe-cpu:0.1.0",
+}
+
+
+def stack_of(profile: CardProfileSpec | None) -> str:
+    """The software stack a card needs in its probe image: cuda, rocm, ascend, cpu (or the torch device type).
+
+    A card with no known profile (`auto` without a product label) gets the CUDA image, the most common
+    stack; name `probe.image` or label the nodes when that is wrong.
+    """
+    if profile is None:
+        return "cuda"
+    if profile.device_type == "cuda":
+        return "rocm" if profile.vendor.lower() in ("amd", "advanced micro devices") else "cuda"
+    if profile.device_type == "npu":
+        return "ascend"
+    return profile.device_type
+
+
+def probe_image(spec: QualificationSpec, profile: CardProfileSpec | None, images: Mapping[str, str]) -> str:
+    """The image of one node's probe: the spec's, else the operator's for the card's stack, else the default."""
+    if spec.probe.image:
+        return spec.probe.image
+    stack = stack_of(profile)
+    return images.get(stack) or DEFAULT_PROBE_IMAGES.get(stack) or images.get("cuda") or DEFAULT_PROBE_IMAGES["cuda"]
 
 
 def probe_args(spec: QualificationSpec, target: ProbeTarget) -> list[str]:
@@ -123,11 +159,13 @@ def build_probe_pod(
             "runAsGroup": PROBE_UID,
             "fsGroup": PROBE_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
+            **({"supplementalGroups": list(spec.probe.supplemental_groups)} if spec.probe.supplemental_groups
+               else {}),
         },
         "containers": [
             {
                 "name": "probe",
-                "image": spec.probe.image,
+                "image": target.image,
                 "imagePullPolicy": spec.probe.image_pull_policy,
                 "args": probe_args(spec, target),
                 "env": env,

@@ -68,6 +68,10 @@ class ProbePodInfo:
     exit_code: int | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
+    #: How long this operator has watched the pod in its current phase, on its own monotonic clock
+    #: (None: not tracked). Timestamps come from other hosts' clocks and `now` from a clock that
+    #: NTP may step, so a pod's age is never taken to be more than this (see `views`).
+    observed_seconds: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -126,6 +130,8 @@ class Snapshot:
     pods: tuple[ProbePodInfo, ...]
     #: Collected results of finished probe pods, by pod name.
     results: Mapping[str, NodeResult]
+    #: The operator's probe image per software stack (cuda, rocm, ascend, cpu), for specs that name none.
+    probe_images: Mapping[str, str] = field(default_factory=dict)
     #: CardProfile objects in the cluster by name (built-in profiles are always known).
     custom_profiles: Mapping[str, CardProfileSpec] = field(default_factory=dict)
     #: Probe pods whose evidence is not in S3 yet: they are the outbox and must not be deleted.

@@ -21,7 +21,7 @@ from accelqual_probes.schema import OverallVerdict
 from accelqual.constants import ANN_CORDONED_BY, ANN_REASON, ANN_RUN, LABEL_VERDICT, Phase
 from accelqual.models import QualificationSpec, QualificationStatus, Toleration, Trigger, resolve_count
 from accelqual.planning.actions import CreatePod
-from accelqual.planning.podspec import ProbeTarget, build_probe_pod
+from accelqual.planning.podspec import ProbeTarget, build_probe_pod, probe_image
 from accelqual.planning.profiles import expected_devices, profile_for, resource_count
 from accelqual.planning.snapshot import NodeInfo, NodeResult, ProbePodInfo, Snapshot, Taint
 
@@ -119,13 +119,13 @@ def _node_view(spec: QualificationSpec, snap: Snapshot, st: QualificationStatus,
                 return NodeView(node, NodeState.RUNNING, pod, reason="collecting results")
             return NodeView(node, NodeState.DONE, pod, result, result.verdict, result.reason)
         deadline = timedelta(seconds=spec.probe.timeout_seconds) + DEADLINE_GRACE
-        if pod.started_at is not None and now - pod.started_at > deadline:
+        if pod.started_at is not None and pod_age(pod, pod.started_at, now) > deadline:
             result = NodeResult(node=node.name, run_id=pod.run_id, verdict=OverallVerdict.INCONCLUSIVE,
                                 reason=f"probe still running {int(deadline.total_seconds())} s after start; "
                                        "its deadline was not enforced")
             return NodeView(node, NodeState.DONE, pod, result, result.verdict, result.reason)
         if pod.started_at is None and pod.created_at is not None and waited_out \
-                and now - pod.created_at >= timedelta(seconds=spec.wait_seconds):
+                and pod_age(pod, pod.created_at, now) >= timedelta(seconds=spec.wait_seconds):
             return NodeView(node, NodeState.SKIPPED, pod, reason="probe pod was not scheduled in time")
         return NodeView(node, NodeState.RUNNING, pod)
     if marked:
@@ -136,6 +136,16 @@ def _node_view(spec: QualificationSpec, snap: Snapshot, st: QualificationStatus,
     if blocked and waited_out and st.phase is not Phase.HALTED:
         return NodeView(node, NodeState.SKIPPED, reason=blocked)
     return NodeView(node, NodeState.WAITING, reason=blocked)
+
+
+def pod_age(pod: ProbePodInfo, since: datetime, now: datetime) -> timedelta:
+    """How long the pod has been in its phase since `since` (its start or creation, stamped by the kubelet or the
+    API server): never more than the operator itself has watched it, when it did, so that a skewed node clock
+    or a step of the operator's clock does not make a probe look overdue."""
+    age = now - since
+    if pod.observed_seconds is not None:
+        age = min(age, timedelta(seconds=pod.observed_seconds))
+    return age
 
 
 def blocked_reason(spec: QualificationSpec, snap: Snapshot, st: QualificationStatus, node: NodeInfo) -> str:
@@ -209,6 +219,7 @@ def start_pods(spec: QualificationSpec, snap: Snapshot, st: QualificationStatus,
         resource = spec.probe.resource_name or (profile.spec.resource_name if profile.spec else None)
         target = ProbeTarget(
             node=name,
+            image=probe_image(spec, profile.spec, snap.probe_images),
             profile=profile.name,
             profile_json=profile.custom_json,
             resource_name=resource,
