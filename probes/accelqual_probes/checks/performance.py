@@ -64,7 +64,7 @@ class GemmParams(CheckParams):
 
 
 #: Sizes whose sweep rate is within this share of the fastest size's count as equally fast.
-SIZE_TOLERANCE = 0.02
+SIZE_TOLERANCE = 0.01
 #: Close candidates whose GEMM takes at most this long are timed a second time.
 RETIME_MAX_CALL_S = 0.05
 
