@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -97,13 +98,12 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
         view = ClusterView(nodes=mirrors.nodes, probe_pods=mirrors.probe_pods, busy=mirrors.busy,
                            profiles=kwargs["profiles"])
         waker = state.waker(name)
-        loop = asyncio.get_running_loop()
         # Like kopf with its indexes: no decision before the pods of the cluster are known.
         await mirrors.wait_ready()
         try:
             while not stopped:
                 waker.clear()
-                started = loop.time()
+                started = time.thread_time()
                 try:
                     delay = await reconciler.reconcile(name, _plain(body), view)
                 except Exception:
@@ -111,10 +111,12 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
                     reconciler.metrics.reconcile_error(name, "reconcile")
                     delay = 5.0
                 # A reconcile looks at the whole pool, so its cost grows with the pool: wake-ups are
-                # batched for at least COST_RATIO times as long as the last one took, which keeps the
-                # operator's share of a core bounded however large the pool and busy the watches.
+                # batched for at least COST_RATIO times the CPU the event loop spent meanwhile, which keeps
+                # the operator's share of a core bounded however large the pool and busy the watches.
+                # CPU, not elapsed time: a slow or throttling API server (answers after seconds, Retry-After)
+                # makes a reconcile long but not costly, and must not make the operator ten times slower.
                 # Like `delay`, the batch shrinks with the time scale (in rehearsals it is simulated time).
-                batch = max(debounce, COST_RATIO * (loop.time() - started) / time_scale)
+                batch = max(debounce, COST_RATIO * (time.thread_time() - started) / time_scale)
                 # A timed look never comes sooner than a woken one would (at a time scale of 1000,
                 # a 5 s requeue would otherwise be a reconcile every 5 ms of real time).
                 await _sleep(waker, stopped, max(delay / time_scale, debounce), batch)
