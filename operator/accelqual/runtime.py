@@ -12,7 +12,13 @@ import kopf
 
 from accelqual.adapters.kube import KubeClient
 from accelqual.adapters.metrics import Metrics
-from accelqual.handlers.reconcile import EvidenceFactory, OperatorConfig, Reconciler, default_evidence_factory
+from accelqual.handlers.reconcile import (
+    CrashPoints,
+    EvidenceFactory,
+    OperatorConfig,
+    Reconciler,
+    default_evidence_factory,
+)
 from accelqual.handlers.registry import DEBOUNCE_SECONDS, build_registry
 
 
@@ -32,12 +38,18 @@ class OperatorOptions:
     time_scale: float = 1.0
     clock: Callable[[], datetime] | None = None
     evidence_factory: EvidenceFactory = default_evidence_factory
+    #: Test harnesses only: called at each named point of a reconcile; raising there kills the
+    #: operator at that point (see `handlers.reconcile`). None in production.
+    crash_points: CrashPoints | None = None
+    #: Seconds that never step, in the unit of `clock` (simulated seconds in rehearsals); None: time.monotonic.
+    monotonic: Callable[[], float] | None = None
 
 
 def make_reconciler(options: OperatorOptions, metrics: Metrics | None = None) -> Reconciler:
     kube = KubeClient.for_url(options.server) if options.server else KubeClient.from_environment(options.kubeconfig)
     return Reconciler(kube, options.config, metrics=metrics, clock=options.clock,
-                      evidence_factory=options.evidence_factory)
+                      evidence_factory=options.evidence_factory, crash_points=options.crash_points,
+                      monotonic=options.monotonic)
 
 
 async def run_operator(

@@ -7,6 +7,12 @@ variables, then IRSA web identity (`AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE
 token exchanged with STS when first needed), shared files, then the instance profile.
 Each call retries a few times; a failure raises `EvidenceError`, and the caller
 (`handlers.delivery`) keeps the evidence in the durable outbox.
+
+Evidence is written once: `put` is a conditional create (`If-None-Match: *`), so a retry
+after an answer that was lost, an operator that restarts after an upload, or an outbox
+entry uploaded again after S3 took it, never writes a second version of an object; it
+learns the digest of the object already there instead (and the caller decides whether
+that object is the same evidence). `replace` overwrites, for the rare object that must.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import boto3
 import botocore.config
@@ -28,7 +34,11 @@ class EvidenceError(Exception):
 
 
 class EvidenceStore(Protocol):
-    def put(self, key: str, body: bytes, content_type: str = "application/json") -> str: ...
+    def put(self, key: str, body: bytes, content_type: str = "application/json") -> str:
+        """Create `key` with `body` unless it exists; the SHA-256 of the object now at `key`."""
+
+    def replace(self, key: str, body: bytes, content_type: str = "application/json") -> str:
+        """Write `body` at `key` whatever is there; its SHA-256."""
 
     def uri(self, key: str) -> str: ...
 
@@ -86,6 +96,28 @@ class S3Evidence:
         return f"s3://{self.bucket}/{key}"
 
     def put(self, key: str, body: bytes, content_type: str = "application/json") -> str:
+        """Create the object unless one is at `key` already; the SHA-256 of the object now there.
+
+        A digest other than `body`'s means somebody (an earlier attempt, or anyone) stored
+        something else there first: it is not overwritten here (see `replace`)."""
+        digest = sha256_hex(body)
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
+                                    Metadata={"sha256": digest}, IfNoneMatch="*")
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return self.digest(key)  # already there (our earlier attempt, or a concurrent writer)
+            if code != "NotImplemented":
+                raise EvidenceError(_describe(exc)) from None
+            # A store without conditional writes: look first (a race here only repeats identical evidence).
+            existing = self.digest(key, missing_ok=True)
+            return existing if existing is not None else self.replace(key, body, content_type)
+        except botocore.exceptions.BotoCoreError as exc:
+            raise EvidenceError(_describe(exc)) from None
+        return digest
+
+    def replace(self, key: str, body: bytes, content_type: str = "application/json") -> str:
         digest = sha256_hex(body)
         try:
             self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
@@ -93,6 +125,21 @@ class S3Evidence:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise EvidenceError(_describe(exc)) from None
         return digest
+
+    @overload
+    def digest(self, key: str) -> str: ...
+
+    @overload
+    def digest(self, key: str, *, missing_ok: bool) -> str | None: ...
+
+    def digest(self, key: str, *, missing_ok: bool = False) -> str | None:
+        """The SHA-256 of the object's content, read and hashed (metadata is only what a writer claimed)."""
+        try:
+            return sha256_hex(self.get(key))
+        except EvidenceError as exc:
+            if missing_ok and "NoSuchKey" in str(exc):
+                return None
+            raise
 
     def get(self, key: str, *, max_bytes: int = 64 * 1024 * 1024) -> bytes:
         """The object at `key` (at most `max_bytes`; a bigger one is refused, not truncated)."""

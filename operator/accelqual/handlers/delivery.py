@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from accelqual.adapters.evidence import EvidenceError, EvidenceStore, S3Credentials, sha256_hex
+from accelqual.adapters.evidence import EvidenceError, EvidenceStore, S3Credentials
 from accelqual.adapters.kube import KubeClient, KubeError
 from accelqual.adapters.metrics import Metrics
 from accelqual.constants import Reason
@@ -39,6 +39,8 @@ BACKOFF_MAX = 60.0
 DRAIN_BATCH = 64
 HUMAN_REPORT = "report.md"
 EVIDENCE_DELIVERED = "EvidenceDelivered"
+#: The crash point after each object S3 stored (before the outbox or the caches forget it).
+CRASH_EVIDENCE_STORED = "evidence-stored"
 
 EvidenceFactory = Callable[[ReportSpec, S3Credentials | None], EvidenceStore]
 
@@ -55,15 +57,18 @@ class EvidenceDelivery:
 
     def __init__(self, kube: KubeClient, namespace: str, secret_namespace: str, metrics: Metrics,
                  io: Callable[..., Awaitable[Any]], factory: EvidenceFactory, *,
-                 backoff_max: float = BACKOFF_MAX) -> None:
+                 backoff_max: float = BACKOFF_MAX, checkpoint: Callable[[str | None], None] | None = None) -> None:
         self.backoff_max = backoff_max
+        #: The reconciler's crash hook: called with a point's name after each object S3 stored,
+        #: and with None before each write (it raises once the operator is dead; see `handlers.reconcile`).
+        self._checkpoint = checkpoint or _no_checkpoint
         self.kube = kube
         self.namespace = namespace
         self.secret_namespace = secret_namespace
         self.metrics = metrics
         self._io = io
         self._factory = factory
-        self._stores: dict[str, EvidenceStore] = {}
+        self._stores: dict[str, asyncio.Future[EvidenceStore]] = {}
 
     # --- what the reconciler calls -------------------------------------------------------
 
@@ -84,6 +89,7 @@ class EvidenceDelivery:
                     qs.evidence.pop(pod, None)
             if refused and box is not None:
                 try:
+                    self._checkpoint(None)
                     await self._io(box.add, refused)
                     for pod, _ in fresh:
                         qs.evidence.pop(pod, None)
@@ -102,33 +108,44 @@ class EvidenceDelivery:
         """Store the run's human report and summary (in that order): in S3, or durably in the outbox.
 
         The summary names the human report's key and SHA-256; the status names the summary's.
+        When an earlier attempt of this run already stored them (the operator died before
+        the status named them), those objects are kept and named: evidence is written once.
         `EvidenceError` only if neither S3 nor the outbox took them (the run then stays Running).
         """
         report = spec.report
         assert report is not None
         document = dict(action.document)
-        human = render_summary_markdown(document).encode()
-        human_key = summary_key(report.prefix, name, action.run_id, HUMAN_REPORT)
-        document["humanReport"] = {"key": human_key, "uri": f"s3://{report.bucket}/{human_key}",
-                                   "sha256": sha256_hex(human), "contentType": "text/markdown"}
-        body = json.dumps(document, sort_keys=True, indent=1).encode()
-        key = summary_key(report.prefix, name, action.run_id)
         destination = report.to_json_dict()
-        objects = [OutboxObject(human_key, human, "text/markdown; charset=utf-8", destination, _iso(now)),
-                   OutboxObject(key, body, "application/json", destination, _iso(now))]
+        human_key = summary_key(report.prefix, name, action.run_id, HUMAN_REPORT)
+        human = OutboxObject(human_key, render_summary_markdown(document).encode(), "text/markdown; charset=utf-8",
+                             destination, _iso(now))
         d = qs.delivery
-        refused = await self._upload(d, objects, now, in_order=True) if self._due(d, now) else objects
+        stored: dict[str, str] = {}
+        refused = await self._upload(d, [human], now, adopt=True, stored=stored) if self._due(d, now) else [human]
+        document["humanReport"] = {"key": human_key, "uri": f"s3://{report.bucket}/{human_key}",
+                                   "sha256": stored.get(human_key, human.sha256), "contentType": "text/markdown"}
+        key = summary_key(report.prefix, name, action.run_id)
+        summary = OutboxObject(key, json.dumps(document, sort_keys=True, indent=1).encode(), "application/json",
+                               destination, _iso(now))
+        if refused:
+            refused.append(summary)  # the summary goes only after the report it names
+        elif self._due(d, now):
+            refused = await self._upload(d, [summary], now, adopt=True, stored=stored)
+        else:
+            refused = [summary]
         if refused:
             box = await self.outbox(name, uid, qs)
             if box is None:
                 raise EvidenceError(f"S3 did not take the run summary ({d.last_error}) and the outbox is unreadable")
             try:
+                self._checkpoint(None)
                 await self._io(box.add, refused)
             except (KubeError, OutboxFullError) as exc:
                 raise EvidenceError(f"S3 did not take the run summary ({d.last_error}) and the outbox "
                                     f"could not either: {exc}") from None
             self.metrics.evidence_backlog(name, self.backlog(qs), box.stored_bytes)
-        return DeliveredSummary(uri=f"s3://{report.bucket}/{key}", sha256=sha256_hex(body), queued=bool(refused))
+        return DeliveredSummary(uri=f"s3://{report.bucket}/{key}", sha256=stored.get(key, summary.sha256),
+                                queued=bool(refused))
 
     def backlog(self, qs: QualificationState) -> int:
         box = qs.delivery.outbox
@@ -167,29 +184,35 @@ class EvidenceDelivery:
         return d.next_try is None or d.next_try <= now
 
     async def _upload(self, d: DeliveryState, objects: Sequence[OutboxObject], now: datetime, *,
-                      in_order: bool = False) -> list[OutboxObject]:
-        """Put `objects` (concurrently, or one after the other); returns those S3 did not take."""
+                      adopt: bool = False, stored: dict[str, str] | None = None) -> list[OutboxObject]:
+        """Create `objects` in S3 (concurrently); returns those S3 did not take.
+
+        An object already at a key with other content is replaced (the evidence at hand is what
+        the node marks and the status name), unless `adopt`: then it is kept and its digest goes
+        to `stored` (a run summary stored by an earlier attempt of the same run)."""
         refused: list[OutboxObject] = []
 
         async def put(obj: OutboxObject) -> bool:
             try:
                 store = await self._store(obj.report)
-                await self._io(store.put, obj.key, obj.body, obj.content_type)
+                self._checkpoint(None)
+                digest = await self._io(store.put, obj.key, obj.body, obj.content_type)
+                if digest != obj.sha256 and not adopt:
+                    log.warning("%s held other content than the evidence at hand; replacing it", store.uri(obj.key))
+                    self._checkpoint(None)
+                    digest = await self._io(store.replace, obj.key, obj.body, obj.content_type)
             except EvidenceError as exc:
                 d.last_error = str(exc)
                 # Build the client again next time: the Secret's keys may have been rotated meanwhile.
                 self._stores.pop(_store_key(obj.report), None)
                 return False
+            if stored is not None:
+                stored[obj.key] = digest
+            self._checkpoint(CRASH_EVIDENCE_STORED)
             return True
 
-        if in_order:
-            for i, obj in enumerate(objects):
-                if not await put(obj):
-                    refused = list(objects[i:])
-                    break
-        else:
-            outcomes = await asyncio.gather(*(put(o) for o in objects))
-            refused = [o for o, ok in zip(objects, outcomes, strict=True) if not ok]
+        outcomes = await asyncio.gather(*(put(o) for o in objects))
+        refused = [o for o, ok in zip(objects, outcomes, strict=True) if not ok]
         self.metrics.evidence_uploaded(True, len(objects) - len(refused))
         if refused:
             self.metrics.evidence_uploaded(False, len(refused))
@@ -218,22 +241,34 @@ class EvidenceDelivery:
         if done:
             log.info("outbox of %s: %d objects now in S3, %d still waiting", name, len(done), len(box) - len(done))
             try:
+                self._checkpoint(None)
                 await self._io(box.remove, done)
             except KubeError as exc:  # they are in S3; the next load finds and re-uploads them (idempotent)
                 log.warning("cannot remove delivered objects from the outbox of %s: %s", name, exc)
                 self.metrics.reconcile_error(name, "outbox")
 
     async def _store(self, report: Mapping[str, Any]) -> EvidenceStore:
-        spec = ReportSpec.model_validate(dict(report))
+        """The store for a `report` spec: built once (concurrent uploads wait for the same one), in a worker
+        thread, because building an S3 client loads its service model: most of a second of CPU that must
+        not stall the event loop and the watches it serves."""
         cache_key = _store_key(report)
-        if cache_key in self._stores:
-            return self._stores[cache_key]
+        pending = self._stores.get(cache_key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._build_store(ReportSpec.model_validate(dict(report))))
+            self._stores[cache_key] = pending
+        try:
+            return await asyncio.shield(pending)
+        except BaseException:
+            if pending.done() and self._stores.get(cache_key) is pending:
+                self._stores.pop(cache_key, None)  # built again on the next attempt
+            raise
+
+    async def _build_store(self, spec: ReportSpec) -> EvidenceStore:
         credentials = None
         ref = spec.credentials_secret
         if ref is not None:
             credentials = await self._io(self._read_credentials, ref.namespace or self.secret_namespace, ref.name)
-        store = self._factory(spec, credentials)
-        self._stores[cache_key] = store
+        store: EvidenceStore = await self._io(self._factory, spec, credentials)
         return store
 
     def _read_credentials(self, namespace: str, name: str) -> S3Credentials:
@@ -275,6 +310,10 @@ class EvidenceDelivery:
                               f"S3 took the evidence that waited in the outbox since {since}; the outbox is empty",
                               key=f"outbox/{since}/delivered")]
         return []
+
+
+def _no_checkpoint(_point: str | None) -> None:
+    return None
 
 
 def _store_key(report: Mapping[str, Any]) -> str:

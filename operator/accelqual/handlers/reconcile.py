@@ -5,6 +5,16 @@ from kopf indexes (watch-fed, no listing per reconcile); blocking API and S3 cal
 in a thread pool. Results of finished probe pods are read once (log tail + termination
 message), validated as hostile input and cached; their evidence is handed to
 `handlers.delivery` (S3, or the durable outbox while S3 fails).
+
+Crash points: a test harness may pass `crash_points`, called with the name of each point
+below as the reconcile passes it. An exception from it is the operator's death at that
+point: the reconcile stops where it is, and this reconciler never writes anything again
+(a new one, with empty memory, takes over, as after a pod restart). Points:
+`pod-created` (a probe pod's create succeeded), `result-collected` (a finished pod's output
+read and judged, before its evidence or mark), `evidence-stored` (an object is in S3, before
+the outbox or the caches forget it), `node-marked` (a node's verdict and taint are written,
+before the status), `summary-delivered` (the run summary is stored, before the status names
+it), `status-written`.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -22,7 +33,7 @@ from accelqual_probes.catalog import select
 from accelqual_probes.profiles import CardProfileSpec
 from accelqual_probes.schema import MAX_REPORT_BYTES
 
-from accelqual.adapters.evidence import EvidenceError, EvidenceStore, S3Credentials, S3Evidence
+from accelqual.adapters.evidence import EvidenceError, EvidenceStore, S3Credentials, S3Evidence, sha256_hex
 from accelqual.adapters.kube import (
     MERGE_PATCH,
     KubeClient,
@@ -37,7 +48,7 @@ from accelqual.adapters.metrics import Metrics
 from accelqual.adapters.objects import node_info
 from accelqual.adapters.watch import Connection
 from accelqual.constants import MANAGER, ConditionType, Phase, Reason
-from accelqual.handlers.delivery import EvidenceDelivery
+from accelqual.handlers.delivery import CRASH_EVIDENCE_STORED, EvidenceDelivery
 from accelqual.handlers.delivery import EvidenceFactory as EvidenceFactory  # re-exported for runtime
 from accelqual.handlers.state import OperatorState, PendingEvidence, QualificationState
 from accelqual.models import QualificationSpec, QualificationStatus, ReportSpec
@@ -68,6 +79,23 @@ LOG_TAIL_LINES = 20
 LOG_LIMIT_BYTES = MAX_REPORT_BYTES + 65536
 #: A created pod that no watch event confirmed within this time is forgotten (and re-planned).
 CREATED_TTL = timedelta(seconds=120)
+
+CRASH_POD_CREATED = "pod-created"
+CRASH_RESULT_COLLECTED = "result-collected"
+CRASH_NODE_MARKED = "node-marked"
+CRASH_SUMMARY_DELIVERED = "summary-delivered"
+CRASH_STATUS_WRITTEN = "status-written"
+#: Every named point of a reconcile, in the order a run passes them (see the module docstring).
+CRASH_POINTS = (CRASH_POD_CREATED, CRASH_RESULT_COLLECTED, CRASH_EVIDENCE_STORED, CRASH_NODE_MARKED,
+                CRASH_SUMMARY_DELIVERED, CRASH_STATUS_WRITTEN)
+#: How long a dead reconciler's daemon waits between (empty) reconciles until it is stopped.
+DEAD_REQUEUE = 3600.0
+
+CrashPoints = Callable[[str], None]
+
+
+class OperatorDead(Exception):  # noqa: N818 - a state, not an error of the caller's
+    """Raised by a reconciler that died at a crash point, at its next attempt to write anything."""
 
 
 @dataclass(frozen=True)
@@ -105,17 +133,24 @@ class Reconciler:
 
     def __init__(self, kube: KubeClient, config: OperatorConfig, *, state: OperatorState | None = None,
                  metrics: Metrics | None = None, clock: Callable[[], datetime] | None = None,
-                 evidence_factory: EvidenceFactory = default_evidence_factory) -> None:
+                 evidence_factory: EvidenceFactory = default_evidence_factory,
+                 crash_points: CrashPoints | None = None, monotonic: Callable[[], float] | None = None) -> None:
         self.kube = kube
         self.config = config
         self.state = state or OperatorState()
         self.metrics = metrics or Metrics()
         self.clock = clock or (lambda: datetime.now(UTC))
+        #: Seconds that never step (the wall clock may): how long the operator itself has watched a pod.
+        self.monotonic = monotonic or time.monotonic
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="accelqual-io")
         # The per-node hot path (pods, logs, node marks) goes over aiohttp on the event loop.
         self.akube = AsyncKube(Connection(kube.configuration))
+        self._crash_points = crash_points
+        #: The crash point this reconciler died at (then it never writes again), else None.
+        self.died_at: str | None = None
         self.delivery = EvidenceDelivery(kube, config.namespace, config.secret_namespace, self.metrics, self._io,
-                                         evidence_factory, backoff_max=config.evidence_backoff_max)
+                                         evidence_factory, backoff_max=config.evidence_backoff_max,
+                                         checkpoint=self._checkpoint)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -123,10 +158,34 @@ class Reconciler:
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
+    def _checkpoint(self, point: str | None) -> None:
+        """Pass crash point `point` (None: only check that this reconciler is alive, before a write)."""
+        if self.died_at is not None:
+            raise OperatorDead(f"the operator died at {self.died_at}")
+        if point is None or self._crash_points is None:
+            return
+        try:
+            self._crash_points(point)
+        except Exception:
+            self.died_at = point
+            raise
+
     # --- the reconcile ------------------------------------------------------------------
 
     async def reconcile(self, name: str, body: Mapping[str, Any], view: ClusterView) -> float:
         """Reconcile one Qualification; returns the seconds until the next reconcile at the latest."""
+        if self.died_at is not None:
+            return DEAD_REQUEUE
+        try:
+            return await self._reconcile(name, body, view)
+        except Exception:
+            if self.died_at is None:
+                raise
+            log.error("operator died at crash point %s while reconciling %s; it writes nothing more", self.died_at,
+                      name)
+            return DEAD_REQUEUE
+
+    async def _reconcile(self, name: str, body: Mapping[str, Any], view: ClusterView) -> float:
         now = self.clock()
         qs = self.state.of(name)
         meta = body.get("metadata") or {}
@@ -164,7 +223,13 @@ class Reconciler:
         )
         decided = plan(spec, snapshot, status, now, namespace=self.config.namespace)
         new_status = decided.status
-        failures = await self._apply(name, uid, qs, spec, decided.actions, new_status, nodes, now)
+        actions = decided.actions
+        if new_status.run_id != status.run_id and any(isinstance(a, CreatePod) for a in actions):
+            # A new run is recorded before its first pod exists: an operator restarted after creating
+            # pods, or whose next status write fails, must go on with this run, not start a twin beside it.
+            if not await self._write_status(name, qs, status, new_status):
+                actions = [a for a in actions if not isinstance(a, CreatePod)]
+        failures = await self._apply(name, uid, qs, spec, actions, new_status, nodes, now)
         self._count_backlog(qs, new_status, now)
         await self._write_status(name, qs, status, new_status)
         self.metrics.observe_status(name, new_status, now)
@@ -223,11 +288,20 @@ class Reconciler:
     def _probe_pods(self, name: str, qs: QualificationState, view: ClusterView, now: datetime) -> list[ProbePodInfo]:
         pods: dict[str, ProbePodInfo] = {}
         self._termination: dict[str, str | None] = {}
+        mono = self.monotonic()
+        observed: dict[str, tuple[str, float]] = {}
         for pod, message in view.probe_pods.get(name, ()):
             if pod.name in qs.deleted:
                 pod = replace(pod, deleting=True)
+            if not pod.finished:
+                phase = "running" if pod.started_at is not None else "pending"
+                seen = qs.observed.get(pod.name)
+                since = seen[1] if seen is not None and seen[0] == phase else mono
+                observed[pod.name] = (phase, since)
+                pod = replace(pod, observed_seconds=mono - since)
             pods[pod.name] = pod
             self._termination[pod.name] = message
+        qs.observed = observed
         qs.deleted &= set(pods)
         for pod_name, (node, run) in list(qs.created.items()):
             if pod_name in pods:
@@ -275,12 +349,16 @@ class Reconciler:
             self.metrics.observe_result(name, result)
             if spec.report is not None:
                 key = evidence_key(spec.report.prefix, name, pod.run_id, pod.node)
-                qs.evidence[pod.name] = PendingEvidence(key=key, body=_evidence_body(name, pod, result),
-                                                        report=spec.report.to_json_dict())
+                body = _evidence_body(name, pod, result)
+                if result.report_sha256 is None:
+                    # A rejected output's record is its evidence: the node mark and the summary name it too.
+                    result = replace(result, report_sha256=sha256_hex(body))
+                qs.evidence[pod.name] = PendingEvidence(key=key, body=body, report=spec.report.to_json_dict())
             # The report text now lives in the evidence queue (or nowhere, without a report bucket);
             # the cache keeps only the verdict and the numbers, so memory stays flat at fleet scale.
             qs.results[pod.name] = (pod.uid, replace(result, report_json=None))
             log.info("node %s: %s (%s)", pod.node, result.verdict.value, result.reason)
+            self._checkpoint(CRASH_RESULT_COLLECTED)
 
         await asyncio.gather(*(collect(p) for p in todo))
 
@@ -304,6 +382,7 @@ class Reconciler:
     async def _apply_one(self, name: str, uid: str, qs: QualificationState, spec: QualificationSpec, action: Action,
                          status: QualificationStatus, nodes: Mapping[str, NodeInfo], now: datetime) -> bool:
         try:
+            self._checkpoint(None)
             if isinstance(action, CreatePod):
                 await self._create_pod(qs, action, now)
             elif isinstance(action, DeletePod):
@@ -336,6 +415,7 @@ class Reconciler:
             if not exc.conflict:  # 409: our own pod from before a restart, which is success
                 raise
         qs.created[pod_name] = (action.node, f"{run}|{now.isoformat()}")
+        self._checkpoint(CRASH_POD_CREATED)
 
     async def _delete_pod(self, qs: QualificationState, action: DeletePod) -> None:
         try:
@@ -353,6 +433,7 @@ class Reconciler:
             if current is None:
                 current = node_info(await self.akube.get(node_path(mark.node)))
             body = node_patch(mark, current.taints, current.unschedulable, current.resource_version)
+            self._checkpoint(None)
             try:
                 patched = await self.akube.patch(node_path(mark.node), body, MERGE_PATCH)
             except KubeError as exc:
@@ -362,6 +443,7 @@ class Reconciler:
                 raise
             self.state.node_overlay[mark.node] = node_info(patched)
             self.metrics.node_marked(name, mark)
+            self._checkpoint(CRASH_NODE_MARKED)
             return
         raise KubeError(409, "Conflict", f"node {mark.node} kept changing; will retry")
 
@@ -390,6 +472,7 @@ class Reconciler:
             "source": {"component": MANAGER}, "reportingComponent": MANAGER,
             "reportingInstance": self.config.instance,
         }
+        self._checkpoint(None)
         try:
             await self._io(self.kube.create, event_path(self.config.event_namespace), body)
         except KubeError as exc:
@@ -412,24 +495,29 @@ class Reconciler:
         status.report_uri = delivered.uri
         status.report_sha256 = delivered.sha256
         qs.summaries.add(action.run_id)
+        self._checkpoint(CRASH_SUMMARY_DELIVERED)
 
     async def _write_status(self, name: str, qs: QualificationState, old: QualificationStatus,
-                            new: QualificationStatus) -> None:
+                            new: QualificationStatus) -> bool:
+        """Write `new` unless the cluster has it already; False if the write failed (it is retried next time)."""
         if qs.status is not None and new == qs.status:
-            return
+            return True
         if qs.status is None and new == old and new.observed_generation is not None:
-            qs.status = new
-            return
+            qs.status = new.model_copy(deep=True)
+            return True
         body = {"status": new.model_dump(mode="json", by_alias=True)}
+        self._checkpoint(None)
         try:
             await self._io(self.kube.patch, qualification_path(name, "status"), body, MERGE_PATCH)
         except KubeError as exc:
-            if exc.not_found:
-                return
-            log.warning("cannot write the status of %s: %s", name, exc)
-            self.metrics.reconcile_error(name, "status")
-            return
-        qs.status = new
+            if not exc.not_found:
+                log.warning("cannot write the status of %s: %s", name, exc)
+                self.metrics.reconcile_error(name, "status")
+            return False
+        # A copy: the caller may go on changing `new` (a summary's URI), which must then be written too.
+        qs.status = new.model_copy(deep=True)
+        self._checkpoint(CRASH_STATUS_WRITTEN)
+        return True
 
 
 def _node_uid(nodes: Mapping[str, NodeInfo], event: PostEvent) -> str:

@@ -63,6 +63,8 @@ class QualificationState:
     summaries: set[str] = field(default_factory=set)
     #: Last spec problem reported as an Event, by generation.
     invalid_reported: int | None = None
+    #: Unfinished probe pods by name: (phase seen, monotonic time first seen in it), for their observed age.
+    observed: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 @dataclass
