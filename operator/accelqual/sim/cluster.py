@@ -160,7 +160,7 @@ class SimulatedCluster:
         options = OperatorOptions(config=OperatorConfig(namespace=self.namespace, secret_namespace=self.namespace),
                                   server=self.server.url, debounce=0.2)
         if self.clock is not None:
-            options = replace(options, clock=self.clock.now, time_scale=self.clock.scale)
+            options = replace(options, clock=self.clock.now, monotonic=self.clock.elapsed, time_scale=self.clock.scale)
         return self._customize(options) if self._customize else options
 
     def start_operator(self, **changes: Any) -> OperatorThread:
@@ -175,11 +175,13 @@ class SimulatedCluster:
             self.operator.stop()
             self.operator = None
 
-    def restart_operator(self) -> OperatorThread:
-        """Stop the operator (losing all its memory) and start a new one, like a pod restart."""
+    def restart_operator(self, **changes: Any) -> OperatorThread:
+        """Stop the operator (losing all its memory) and start a new one, like a pod restart.
+
+        `changes` are `OperatorOptions` fields of the new one (e.g. `crash_points`, `clock`)."""
         self.stop_operator()
         self.metrics = Metrics()
-        return self.start_operator()
+        return self.start_operator(**changes)
 
     # --- cluster content ----------------------------------------------------------------
 

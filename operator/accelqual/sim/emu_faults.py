@@ -6,14 +6,19 @@ request: the first active rule that matches fails the request with its status (a
 stream after K events, as a dropped connection or an API server restart would.
 `RequestStats` counts served requests by `(verb, resource, subresource)`, so a test can
 assert that an operator stays within an API budget (e.g. no LIST per reconcile).
-Both are thread-safe: tests add rules and read counters from their own threads.
+`WriteLog` keeps the writes (create, update, patch, delete) to the resources a test asks
+for, with their object name, body and answer, so it can count writes per object (e.g.
+that each node was marked exactly once, or that no pod was created twice).
+All are thread-safe: tests add rules and read counters from their own threads.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 #: The verbs a request is classified as (Kubernetes' RBAC verbs, minus the rare ones).
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
@@ -131,3 +136,49 @@ class RequestStats:
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+
+
+#: The verbs `WriteLog` records.
+WRITE_VERBS = ("create", "update", "patch", "delete")
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """One write request: what it targeted, what it sent (the parsed JSON body) and the HTTP status of the answer."""
+
+    verb: str
+    resource: str
+    subresource: str | None
+    namespace: str | None
+    name: str | None
+    status: int
+    body: Any
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class WriteLog:
+    """Writes to the resources named by `watch()` (none by default: a fleet-scale run would keep them all)."""
+
+    def __init__(self) -> None:
+        self._resources: set[str] = set()
+        self._records: list[WriteRecord] = []
+        self._lock = threading.Lock()
+
+    def watch(self, resources: Iterable[str]) -> None:
+        """Start recording writes to these resources (plurals, e.g. "nodes", "pods")."""
+        with self._lock:
+            self._resources.update(resources)
+
+    def wants(self, verb: str, resource: str) -> bool:
+        return verb in WRITE_VERBS and resource in self._resources
+
+    def add(self, record: WriteRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def records(self, resource: str | None = None) -> list[WriteRecord]:
+        with self._lock:
+            return [r for r in self._records if resource is None or r.resource == resource]

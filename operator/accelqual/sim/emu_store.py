@@ -106,7 +106,7 @@ class Watcher:
 
 
 def _validate_name(spec: ResourceSpec, name: str) -> None:
-    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
         raise errors.invalid(spec.plural, spec.group, name,
                              f'{spec.kind} "{name}" is invalid: metadata.name: Invalid value: "{name}": a lowercase '
                              f"RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
@@ -120,9 +120,9 @@ def _validate_labels(spec: ResourceSpec, name: str, labels: Any) -> None:
         raise errors.invalid(spec.plural, spec.group, name, "metadata.labels: must be a map of strings")
     for key, value in labels.items():
         prefix, _, label_name = key.rpartition("/")
-        key_ok = (len(label_name) <= 63 and _LABEL_NAME.match(label_name) is not None
-                  and (not prefix or (len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix) is not None)))
-        value_ok = isinstance(value, str) and len(value) <= 63 and (value == "" or _LABEL_NAME.match(value))
+        key_ok = (len(label_name) <= 63 and _LABEL_NAME.fullmatch(label_name) is not None
+                  and (not prefix or (len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix) is not None)))
+        value_ok = isinstance(value, str) and len(value) <= 63 and (value == "" or _LABEL_NAME.fullmatch(value))
         if not key_ok or not value_ok:
             raise errors.invalid(spec.plural, spec.group, name,
                                  f'{spec.kind} "{name}" is invalid: metadata.labels: Invalid value: '

@@ -37,7 +37,7 @@ from kmock import Payload, Request
 
 from accelqual.sim import emu_http as http
 from accelqual.sim.emu_errors import ApiError, bad_request, invalid
-from accelqual.sim.emu_faults import FaultRule, FaultSet, RequestStats, StatsKey
+from accelqual.sim.emu_faults import FaultRule, FaultSet, RequestStats, StatsKey, WriteLog, WriteRecord
 from accelqual.sim.emu_openapi import OPENAPI_V2_PATH, openapi_v2_response
 from accelqual.sim.emu_patch import JsonObj, clone, json_patch, merge_patch, strategic_merge_patch
 from accelqual.sim.emu_resources import (
@@ -91,6 +91,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     _aliases: dict[str, ResourceSpec] = attrs.field(init=False, factory=dict)
     _faults: FaultSet = attrs.field(init=False, factory=FaultSet)
     _stats: RequestStats = attrs.field(init=False, factory=RequestStats)
+    _writes: WriteLog = attrs.field(init=False, factory=WriteLog)
     _loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)
     _closing: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
 
@@ -140,6 +141,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     @property
     def faults(self) -> FaultSet:
         return self._faults
+
+    @property
+    def write_log(self) -> WriteLog:
+        """Writes to the resources a test asked for (`emulator.write_log.watch(["nodes"])`), with their answers."""
+        return self._writes
 
     def stats(self) -> dict[StatsKey, int]:
         """Requests served so far by (verb, resource plural, subresource); faulted ones included."""
@@ -219,12 +225,19 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             request.namespace, request.name, request.subresource), dict(request.params))
         self._stats.count(verb, request.resource.plural, request.subresource)
         try:
-            return await self._serve(request, verb)
+            response = await self._serve(request, verb)
         except ApiError as exc:
-            return http.error_response(exc)
+            response = http.error_response(exc)
         except Exception as exc:  # a bug of ours must reach the client as a 500, not a dropped connection
             log.exception("the emulator failed to serve %s %s", request.method.value, request.url)
-            return http.error_response(ApiError(500, f"emulator error: {exc!r}"))
+            response = http.error_response(ApiError(500, f"emulator error: {exc!r}"))
+        if self._writes.wants(verb, request.resource.plural):
+            name = request.name
+            if name is None and isinstance(request.data, dict):
+                name = (request.data.get("metadata") or {}).get("name")
+            self._writes.add(WriteRecord(verb, request.resource.plural, request.subresource, request.namespace,
+                                         name, response.status, clone(request.data)))
+        return response
 
     def _trim_request_log(self) -> None:
         keep = self.request_log_size

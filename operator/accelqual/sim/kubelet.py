@@ -4,7 +4,9 @@ It does over HTTP what the real ones do: binds pending pods to a node that satis
 their required node affinity, tolerations and extended-resource requests (so a probe
 waits while a node's accelerators are in use), starts bound pods, runs the probe
 container, stores its output as the pod log, and reports the container's exit code,
-termination message and phase, enforcing `activeDeadlineSeconds`.
+termination message and phase, enforcing `activeDeadlineSeconds`. Like the real kubelet
+it can also end a probe abnormally: evicted (`evict()`, or a probe that ends `Evicted`:
+pod `Failed` with reason `Evicted`) or OOM-killed (container terminated `OOMKilled`, exit 137).
 
 A probe container is run by a `ProbeRunner`: the real `accelqual probe` as a
 subprocess on this machine's CPU (faults of the simulated node injected through
@@ -70,6 +72,12 @@ class SimNode:
         }
 
 
+#: How a probe container can end abnormally (`RunningProbe.ended_by`).
+OOM_KILLED = "OOMKilled"
+EVICTED = "Evicted"
+EVICTION_MESSAGE = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 12Mi."
+
+
 class RunningProbe(Protocol):
     def poll(self) -> int | None: ...
 
@@ -78,6 +86,9 @@ class RunningProbe(Protocol):
     def output(self) -> str: ...
 
     def termination_message(self) -> str: ...
+
+    def ended_by(self) -> str:
+        """Once finished: `OOMKilled` or `Evicted` when the container ended so, else ''."""
 
 
 class ProbeRunner(Protocol):
@@ -112,6 +123,9 @@ class _Process:
             return self._term.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode("utf-8", errors="replace")
         except OSError:
             return ""
+
+    def ended_by(self) -> str:
+        return ""
 
 
 class SubprocessProbeRunner:
@@ -237,6 +251,9 @@ class SimulatedKubelet:
         # on the node and the API server proxies them), else the emulator-only PUT .../log endpoint.
         self.log_sink = log_sink
         self._running: dict[str, tuple[RunningProbe, float, Mapping[str, Any]]] = {}
+        #: Running pods to evict at the next step (namespace/name -> message), see `evict()`.
+        self._evictions: dict[str, str] = {}
+        self._evictions_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_count = 0
@@ -255,6 +272,15 @@ class SimulatedKubelet:
         for probe, _, _ in self._running.values():
             probe.kill()
         self._running.clear()
+
+    def evict(self, namespace: str, name: str, message: str = EVICTION_MESSAGE) -> None:
+        """Evict the pod at the next step if it is running then (node pressure): it ends `Failed`, reason `Evicted`."""
+        with self._evictions_lock:
+            self._evictions[f"{namespace}/{name}"] = message
+
+    def running(self) -> list[str]:
+        """namespace/name of the probe pods whose container runs now."""
+        return list(self._running)
 
     def _now(self) -> str:
         return self.wallclock().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -339,15 +365,24 @@ class SimulatedKubelet:
         self.max_seen_parallel = max(self.max_seen_parallel, len(self._running))
 
     def _finish(self, live: Mapping[str, Mapping[str, Any]]) -> None:
+        with self._evictions_lock:
+            evictions, self._evictions = self._evictions, {}
         for key, (probe, started, pod) in list(self._running.items()):
             deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
             code = probe.poll()
-            reason = None
-            if code is None and deadline is not None and self.clock() - started > float(deadline):
+            reason, message = None, ""
+            if code is None and key in evictions:
+                probe.kill()
+                code, reason, message = 137, EVICTED, evictions[key]
+            elif code is None and deadline is not None and self.clock() - started > float(deadline):
                 probe.kill()
                 code, reason = 137, "DeadlineExceeded"
+                message = "Pod was active on the node longer than the specified deadline"
             if code is None:
                 continue
+            ended_by = probe.ended_by() if reason is None else ""
+            if ended_by == EVICTED:  # the kubelet killed the container to reclaim memory
+                code, reason, message = 137, EVICTED, EVICTION_MESSAGE
             self._running.pop(key)
             meta = pod["metadata"]
             path = pod_path(meta["namespace"], meta["name"])
@@ -359,16 +394,16 @@ class SimulatedKubelet:
                     self.kube.request("PUT", path + "/log", body=output, content_type="text/plain")
             except KubeError as exc:
                 log.warning("storing the log of %s failed: %s", meta["name"], exc)
-            terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+            container_reason = OOM_KILLED if ended_by == OOM_KILLED else "Completed" if code == 0 else "Error"
+            terminated = {"exitCode": code, "reason": container_reason,
                           "finishedAt": self._now(), "message": "" if reason else probe.termination_message()}
             status: dict[str, Any] = {
-                "phase": "Succeeded" if code == 0 else "Failed",
+                "phase": "Succeeded" if code == 0 and not reason else "Failed",
                 "containerStatuses": [{"name": "probe", "ready": False, "restartCount": 0,
                                        "state": {"terminated": terminated}}],
             }
             if reason:
-                status.update({"reason": reason, "message": "Pod was active on the node longer than the "
-                                                            "specified deadline"})
+                status.update({"reason": reason, "message": message})
             self.kube.patch(path + "/status", {"status": status}, MERGE_PATCH)
 
 

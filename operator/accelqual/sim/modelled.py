@@ -32,7 +32,7 @@ from accelqual_probes.schema import (
 )
 from accelqual_probes.thresholds import evaluate, warn_floor
 
-from accelqual.sim.kubelet import RunningProbe, SimNode
+from accelqual.sim.kubelet import EVICTED, OOM_KILLED, RunningProbe, SimNode
 
 #: Measured/nominal of a healthy card per basis (public A100/H100 runs; DESIGN.md section 6).
 HEALTHY_FRACTION = {Basis.PEAK: 0.8, Basis.MEMBW: 0.85, Basis.MEMORY: 0.98, Basis.HOSTLINK: 0.85,
@@ -41,8 +41,10 @@ HEALTHY_FRACTION = {Basis.PEAK: 0.8, Basis.MEMBW: 0.85, Basis.MEMORY: 0.98, Basi
 TYPICAL = {"tokens_per_s": 50000.0, "p99_ms": 4.0, "samples_per_s": 2000.0, "agreement": 0.999,
            "launch_us": 6.0, "temperature_c": 62.0, "efficiency": 0.9, "samples_per_joule": 5.0}
 
-#: Scripted behaviours a node can be given (SimNode.env["ACCELQUAL_SIM_BEHAVIOUR"]).
-BEHAVIOURS = ("pass", "garbage", "huge", "forged", "other-node", "crash", "hang", "silent")
+#: Scripted behaviours a node can be given (SimNode.env["ACCELQUAL_SIM_BEHAVIOUR"]). `oom`: the container
+#: is OOM-killed (exit 137) after printing a passing report; `evicted`: the kubelet evicts the pod as
+#: its probe finishes with a passing report (neither may pass the node).
+BEHAVIOURS = ("pass", "garbage", "huge", "forged", "other-node", "crash", "hang", "silent", "oom", "evicted")
 
 
 def _args(pod: Mapping[str, Any]) -> dict[str, str]:
@@ -147,13 +149,14 @@ class _Modelled:
     """A 'container' that finishes after `duration` seconds with a prepared output."""
 
     def __init__(self, output: str, termination: str, code: int | None, duration: float,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], ended_by: str = "") -> None:
         self._output = output
         self._termination = termination
         self._code = code
         self._clock = clock
         self._done_at = clock() + duration
         self._killed = threading.Event()
+        self._ended_by = ended_by
 
     def poll(self) -> int | None:
         if self._killed.is_set():
@@ -170,6 +173,9 @@ class _Modelled:
 
     def termination_message(self) -> str:
         return self._termination
+
+    def ended_by(self) -> str:
+        return "" if self._killed.is_set() else self._ended_by
 
 
 class ModelledProbeRunner:
@@ -233,4 +239,8 @@ class ModelledProbeRunner:
             output, termination, code = "", "", 0
         elif behaviour == "hang":
             return _Modelled("started\n", "", None, duration, self.clock)
+        elif behaviour == "oom":
+            return _Modelled(output, "", 137, duration, self.clock, ended_by=OOM_KILLED)
+        elif behaviour == "evicted":
+            return _Modelled(output, termination, code, duration, self.clock, ended_by=EVICTED)
         return _Modelled(output, termination, code, duration, self.clock)

@@ -79,3 +79,26 @@ class SimClock:
                     return False
             else:
                 time.sleep(min(remaining, 0.5))
+
+
+class SteppedClock:
+    """The real UTC time plus an offset that a test steps (`step`), as NTP steps a host's clock.
+
+    For the operator only (`OperatorOptions.clock`): the API server and kubelets keep their
+    own time, so after a step the operator's `now` disagrees with the timestamps it reads
+    (pod start times, creation times), which is exactly what a clock step does to a controller.
+    """
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+        self._lock = threading.Lock()
+        #: The steps made so far (seconds; negative: backwards).
+        self.steps: list[float] = []
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def step(self, seconds: float) -> None:
+        with self._lock:
+            self._offset += timedelta(seconds=seconds)
+            self.steps.append(seconds)
