@@ -68,7 +68,7 @@ KEEP_CANDIDATES = 2
 MAX_CALL_S = 0.6
 #: Candidates within this share of the fastest after the first pass are timed again, in
 #: this many interleaved passes, before the fastest are kept.
-CONTENDER_SHARE = 0.8
+CONTENDER_SHARE = 0.6
 EXTRA_PASSES = 2
 #: Seconds one timed reference sample lasts at least: single calls on a CPU (a shared host preempts
 #: long samples), batches long enough to hide the synchronisation on an accelerator.

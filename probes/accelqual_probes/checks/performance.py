@@ -57,16 +57,17 @@ class GemmParams(CheckParams):
         # A shared CPU host preempts its processes every few milliseconds: rounds of a single GEMM
         # (the best of many) see the undisturbed speed that long rounds rarely do.
         if sizing.quick:
-            return cls(sizes=(128, 192, 256, 384, 512, 768), rounds=12, round_s=0.002, max_call_s=0.05, budget_s=1.0,
-                       sweep_s=0.02)
-        return cls(sizes=(128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 2560), rounds=16, round_s=0.002,
+            return cls(sizes=(96, 128, 160, 192, 256, 384, 512, 768), rounds=12, round_s=0.002, max_call_s=0.05,
+                       budget_s=1.0, sweep_s=0.02)
+        return cls(sizes=(96, 128, 160, 192, 256, 384, 512, 768, 1024, 1536, 2048, 2560), rounds=16, round_s=0.002,
                    max_call_s=0.6, budget_s=1.5, sweep_s=0.02)
 
 
 #: Sizes whose sweep rate is within this share of the fastest size's count as equally fast.
 SIZE_TOLERANCE = 0.01
-#: Close candidates whose GEMM takes at most this long are timed a second time.
+#: Sizes whose GEMM takes at most this long are timed again, in this many interleaved passes.
 RETIME_MAX_CALL_S = 0.05
+RETIME_PASSES = 2
 
 
 def _candidate_sizes(params: GemmParams, dtype: str, accelerator: bool) -> list[int]:
@@ -92,31 +93,32 @@ class _Gemm:
 
 def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
                   sync: Callable[[], None]) -> _Gemm:
-    """The size to measure: each candidate timed briefly, smallest first, the close ones with
-    cheap calls timed once more (a shared host's slow phases last seconds, longer than a
-    small size's samples); of those within `SIZE_TOLERANCE` of the fastest, the smallest (its
-    short calls are less exposed to preemption on a shared host, and cheaper)."""
+    """The size to measure: the ladder walked smallest first, then the sizes with cheap calls
+    timed again in `RETIME_PASSES` interleaved passes (a shared host's slow phases last
+    seconds, longer than a walk over the small sizes, and would otherwise favour whichever
+    size was timed in a fast one); of the sizes within `SIZE_TOLERANCE` of the fastest, the
+    smallest (its short calls are less exposed to preemption, and cheaper)."""
     rates: dict[int, float] = {}
-    gemm: _Gemm | None = None
+    cheap: dict[int, _Gemm] = {}
+    last: _Gemm | None = None
     misses = 0
     for n in _candidate_sizes(params, dtype, ctx.device.accelerator):
-        if gemm is not None and (2.0 * n**3 / gemm.rate > params.max_call_s or misses >= params.patience):
+        if last is not None and (2.0 * n**3 / last.rate > params.max_call_s or misses >= params.patience):
             break
         ctx.checkpoint()
-        gemm = _Gemm(ctx, index, dtype, n)
-        _time_size(gemm, params, sync, ctx)
-        misses = 0 if gemm.rate > max(rates.values(), default=0.0) else misses + 1
-        rates[n] = gemm.rate
-    assert gemm is not None
-    fastest = max(rates.values())
-    for n, rate in list(rates.items()):
-        if rate >= 0.85 * fastest and 2.0 * n**3 / rate <= RETIME_MAX_CALL_S:
-            again = gemm if n == gemm.n else _Gemm(ctx, index, dtype, n)
-            rates[n] = max(rate, _time_size(again, params, sync, ctx))
+        last = _Gemm(ctx, index, dtype, n)
+        rate = _time_size(last, params, sync, ctx)
+        misses = 0 if rate > max(rates.values(), default=0.0) else misses + 1
+        rates[n] = rate
+        if last.flops / rate <= RETIME_MAX_CALL_S:
+            cheap[n] = last
+    assert last is not None
+    for _ in range(RETIME_PASSES if len(cheap) > 1 else 0):
+        for n, gemm in cheap.items():
+            rates[n] = max(rates[n], _time_size(gemm, params, sync, ctx))
     fastest = max(rates.values())
     chosen = min(n for n, rate in rates.items() if rate >= (1 - SIZE_TOLERANCE) * fastest)
-    if chosen != gemm.n:
-        gemm = _Gemm(ctx, index, dtype, chosen)
+    gemm = cheap.get(chosen) or (last if last.n == chosen else _Gemm(ctx, index, dtype, chosen))
     gemm.rate = rates[chosen]
     return gemm
 
