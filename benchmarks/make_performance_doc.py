@@ -75,8 +75,10 @@ What the benchmark found in the probe, and what changed (CPU; the GPU side await
   bf16/fp16/int8 kernels of an AVX2 CPU fall off a cliff beyond ~200 (0.3-0.6x at the old
   n=256), and CPU fp8 (converted to fp32) gains up to ~2500 (0.4x at the old n=256). The
   probe now tries a ladder of sizes (96 to 2560 on CPU, 4096 to 16384 on GPU) within a time
-  budget and measures the smallest within 1% of the fastest (short calls are less exposed to
-  preemption), and names the size in its reason.
+  budget, times the sizes with short calls again in interleaved passes (slow phases of a
+  shared host last seconds), and measures the fastest; a size with long calls only when it
+  is more than 3% faster (long calls are more exposed to preemption). It names the size in
+  its reason.
 - **Timing method.** On a shared host long timed rounds are nearly always preempted: CPU
   rounds are now single GEMMs (the best of many). Every GEMM writes into a preallocated
   output, and fp8 operands are laid out column-major once instead of in every call.

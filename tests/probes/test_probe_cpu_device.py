@@ -63,7 +63,7 @@ def test_bandwidth_arrays_shrink_to_what_a_short_device_grants() -> None:
 def test_gemm_reason_names_the_size_it_measured(standard_report: ProbeReport) -> None:
     reason = by_id(standard_report)["perf.gemm.fp32"].reason
     chosen = reason.split("n=")[1].split(" ")[0]
-    assert chosen in reason.split("n=")[1].split("(of ")[1].split(":")[0].split(", ")
+    assert chosen in reason.split("(the fastest of ")[1].split(")")[0].split(", ")
 
 
 @pytest.mark.skipif(not torch.backends.mkl.is_available() or (os.cpu_count() or 1) < 2,  # type: ignore[no-untyped-call]

@@ -63,8 +63,9 @@ class GemmParams(CheckParams):
                    max_call_s=0.6, budget_s=1.5, sweep_s=0.02)
 
 
-#: Sizes whose sweep rate is within this share of the fastest size's count as equally fast.
-SIZE_TOLERANCE = 0.01
+#: A size with long calls (beyond RETIME_MAX_CALL_S) is measured only when it beats every size
+#: with short calls by more than this: long calls are more exposed to preemption on a shared host.
+LONG_CALL_GAIN = 0.03
 #: Sizes whose GEMM takes at most this long are timed again, in this many interleaved passes.
 RETIME_MAX_CALL_S = 0.05
 RETIME_PASSES = 2
@@ -96,8 +97,8 @@ def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
     """The size to measure: the ladder walked smallest first, then the sizes with cheap calls
     timed again in `RETIME_PASSES` interleaved passes (a shared host's slow phases last
     seconds, longer than a walk over the small sizes, and would otherwise favour whichever
-    size was timed in a fast one); of the sizes within `SIZE_TOLERANCE` of the fastest, the
-    smallest (its short calls are less exposed to preemption, and cheaper)."""
+    size was timed in a fast one); the fastest of those, unless a size with long calls beats
+    it by more than `LONG_CALL_GAIN`."""
     rates: dict[int, float] = {}
     cheap: dict[int, _Gemm] = {}
     last: _Gemm | None = None
@@ -116,8 +117,11 @@ def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
     for _ in range(RETIME_PASSES if len(cheap) > 1 else 0):
         for n, gemm in cheap.items():
             rates[n] = max(rates[n], _time_size(gemm, params, sync, ctx))
-    fastest = max(rates.values())
-    chosen = min(n for n, rate in rates.items() if rate >= (1 - SIZE_TOLERANCE) * fastest)
+    chosen = max(rates, key=lambda n: rates[n])
+    if cheap:
+        fastest_cheap = max(cheap, key=lambda n: rates[n])
+        if rates[chosen] <= (1 + LONG_CALL_GAIN) * rates[fastest_cheap]:
+            chosen = fastest_cheap
     gemm = cheap.get(chosen) or (last if last.n == chosen else _Gemm(ctx, index, dtype, chosen))
     gemm.rate = rates[chosen]
     return gemm
@@ -194,8 +198,7 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
         for value, where in values:
             evidence.measure("fraction_of_nominal", value / (nominal or 1.0), "", where)
     tried = _candidate_sizes(params, dtype, ctx.device.accelerator)
-    evidence.note(f"n={','.join(dict.fromkeys(sizes))} (of {', '.join(map(str, tried))}: the smallest within "
-                  f"{SIZE_TOLERANCE:.0%} of the fastest tried)")
+    evidence.note(f"n={','.join(dict.fromkeys(sizes))} (the fastest of {', '.join(map(str, tried))})")
     return evidence
 
 
