@@ -19,7 +19,7 @@ def run_id(started: datetime) -> str:
 
 
 def _digest(*parts: str, length: int = 8) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:length]
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", errors="surrogatepass")).hexdigest()[:length]
 
 
 def probe_pod_name(qualification: str, run: str, node: str) -> str:
@@ -39,7 +39,8 @@ def label_value(value: str) -> str:
 
 def event_name(target: str, reason: str, discriminator: str) -> str:
     """Deterministic Event names, so a retried post after an operator restart is a 409, not a twin."""
-    base = _UNSAFE.sub("-", target.lower()).strip("-")[:40]
+    # Cut, then trimmed: a DNS label must not end with '-' (a 40th character '-' or '.' made "...-.aq-...").
+    base = _UNSAFE.sub("-", target.lower()).strip("-")[:40].rstrip("-") or "object"
     return f"{base}.aq-{_digest(target, reason, discriminator, length=12)}"
 
 

@@ -28,12 +28,17 @@ from accelqual_probes.schema import (
     Verdict,
     overall_verdict,
 )
-from accelqual_probes.thresholds import consistent, evaluate
+from accelqual_probes.thresholds import consistent, evaluate, resolve
 
-from accelqual.planning.snapshot import CheckOutcome, NodeResult, ProbePodInfo
+from accelqual.planning.snapshot import CheckOutcome, NodeResult, PodPhase, ProbePodInfo
 
 #: Longest check reason kept per check in memory (Events, summary); the full one is in the report.
 MAX_CHECK_REASON = 200
+
+#: A measurement above this multiple of the card's nominal value (peak, bandwidth, memory) is not one.
+PLAUSIBLE_NOMINAL_FACTOR = 1.5
+#: Primary metrics that are shares of a whole (at most 1).
+FRACTION_METRICS = frozenset({"agreement"})
 
 #: Pod exit codes of `accelqual probe`.
 EXIT_CODES = {0: OverallVerdict.PASS, 1: OverallVerdict.FAIL, 2: OverallVerdict.INCONCLUSIVE}
@@ -48,11 +53,18 @@ _POD_END_REASONS = {
 
 def _inconclusive(pod: ProbePodInfo, reason: str, excerpt: str = "") -> NodeResult:
     return NodeResult(node=pod.node, run_id=pod.run_id, verdict=OverallVerdict.INCONCLUSIVE,
-                      reason=reason[:256], raw_excerpt=_printable(excerpt)[:256])
+                      reason=_printable(reason)[:256], raw_excerpt=_printable(excerpt)[:256])
 
 
 def _printable(text: str) -> str:
+    """`text` with every character a terminal or a reader could be fooled by (controls, bidi overrides,
+    zero-width and other format characters, lone surrogates, separators) shown as '?'."""
     return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _label(text: str | None, limit: int = 63) -> str:
+    """A name the report gives (profile, driver, probe version) as the operator repeats it: printable, short."""
+    return _printable(text or "")[:limit]
 
 
 def last_marked_line(output: str, marker: str) -> str | None:
@@ -96,7 +108,7 @@ def evaluate_pod(
         result = _inconclusive(pod, reason)
         # Keep the rejected (but schema-valid) report as evidence of what the node claimed.
         return NodeResult(node=result.node, run_id=result.run_id, verdict=result.verdict, reason=result.reason,
-                          report_json=canonical, report_sha256=digest, profile=report.profile)
+                          report_json=canonical, report_sha256=digest, profile=_label(report.profile))
 
     if report.node != pod.node:
         return rejected(f"report claims node {report.node!r}, but the probe ran on {pod.node!r}")
@@ -106,6 +118,9 @@ def evaluate_pod(
     missing = [c for c in expected_checks if c not in present]
     if missing:
         return rejected(f"report lacks requested checks: {', '.join(missing[:8])}")
+    impossible = _implausible(report, profile)
+    if impossible is not None:
+        return rejected(f"report is not evidence: {impossible}")
 
     checks = [_recheck(c, report, profile) for c in report.checks]
     verdict, reason = overall_verdict(checks)
@@ -116,6 +131,8 @@ def evaluate_pod(
     claimed = EXIT_CODES.get(pod.exit_code) if pod.exit_code is not None else None
     if claimed is not None and claimed is not report.verdict:
         return rejected(f"probe exit code {pod.exit_code} contradicts its report verdict {report.verdict.value!r}")
+    if report.verdict is OverallVerdict.PASS and (pod.exit_code != 0 or pod.phase is not PodPhase.SUCCEEDED):
+        return rejected(f"a passing report from a probe that ended {pod.phase.value} with exit code {pod.exit_code}")
     compact = last_marked_line(termination_message or "", VERDICT_MARKER)
     if compact is not None:
         try:
@@ -132,12 +149,12 @@ def evaluate_pod(
         node=pod.node,
         run_id=pod.run_id,
         verdict=verdict,
-        reason=reason[:256],
+        reason=_printable(reason)[:256],
         failed_checks=tuple(c.id for c in checks if c.verdict in (Verdict.FAIL, Verdict.ERROR)),
         checks=outcomes,
-        profile=report.profile,
-        driver_version=report.inventory.driver_version or "",
-        probe_version=report.inventory.probe_version or "",
+        profile=_label(report.profile),
+        driver_version=_label(report.inventory.driver_version),
+        probe_version=_label(report.inventory.probe_version),
         report_json=canonical,
         report_sha256=digest,
         duration_seconds=report.duration_seconds,
@@ -165,16 +182,45 @@ def _recheck(check: CheckResult, report: ProbeReport, profile: CardProfileSpec |
         if not consistent(values, threshold):
             return _refuted(check, threshold, "violates its own threshold")
     spec = BY_ID.get(check.id)
-    if profile is not None and spec is not None and spec.metric and not profile.relative_to_reference:
-        basis, _ = profile.basis(spec)
+    if profile is not None and spec is not None and spec.metric:
+        basis, basis_name = profile.basis(spec)
+        if profile.relative_to_reference:
+            # Its fractions are of a reference measured in the run, which only the report knows; its
+            # absolute limits (no mismatches, no leaked bytes, ...) hold all the same.
+            basis, basis_name = None, ""
         rule = profile.rule(check.id)
         if basis is not None or rule.min is not None or rule.max is not None:
-            threshold = profile.threshold(check.id)
+            threshold = resolve(spec.metric, spec.unit, rule, basis, basis_name)
             values = by_metric.get(spec.metric)
             if (threshold.min is not None or threshold.max is not None) and values is not None \
                     and not consistent(values, threshold):
                 return _refuted(check, threshold, f"outside the profile's limit ({threshold.basis})")
     return check
+
+
+def _implausible(report: ProbeReport, profile: CardProfileSpec | None) -> str | None:
+    """Why the report's numbers cannot be measurements of a working probe on a real card (None if they can).
+
+    Every catalog check's primary metric is a count, a size, a rate, a latency or a fraction, so it is
+    never negative; no card measures more than `PLAUSIBLE_NOMINAL_FACTOR` times its own nominal peak.
+    """
+    for check in report.checks:
+        spec = BY_ID.get(check.id)
+        if spec is None or not spec.metric:
+            continue  # a third-party check's metrics may mean anything
+        nominal, nominal_name = (None, "") if profile is None or profile.relative_to_reference \
+            else profile.basis(spec)
+        for m in check.measurements:
+            if m.metric != spec.metric:
+                continue
+            if m.value < 0:
+                return f"{check.id} measured a negative {m.metric} ({m.value:.4g})"
+            if spec.metric in FRACTION_METRICS and m.value > 1.0:
+                return f"{check.id} measured {m.metric} {m.value:.4g}, more than all"
+            if nominal and spec.higher_is_better and m.value > PLAUSIBLE_NOMINAL_FACTOR * nominal:
+                return (f"{check.id} measured {m.value:.4g} {spec.unit}, more than {PLAUSIBLE_NOMINAL_FACTOR:g} x the "
+                        f"{nominal_name} ({nominal:.4g})")
+    return None
 
 
 def _refuted(check: CheckResult, threshold: Threshold, why: str) -> CheckResult:

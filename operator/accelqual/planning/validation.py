@@ -33,6 +33,8 @@ class SpecProblem:
 def validate_spec(
     raw: Mapping[str, Any], custom_profiles: Mapping[str, CardProfileSpec]
 ) -> QualificationSpec | SpecProblem:
+    if not isinstance(raw, Mapping):  # a stale or missing CRD schema lets anything through
+        return SpecProblem(Reason.INVALID_SPEC, f"spec: must be an object, not {type(raw).__name__}")
     try:
         spec = QualificationSpec.model_validate(dict(raw))
     except ValidationError as exc:
