@@ -24,7 +24,10 @@ from typing import Any, Protocol, overload
 
 import boto3
 import botocore.config
+import botocore.credentials
 import botocore.exceptions
+
+from accelqual.adapters import redaction
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,13 @@ class S3Evidence:
             kwargs["aws_secret_access_key"] = credentials.secret_access_key
             if credentials.session_token:
                 kwargs["aws_session_token"] = credentials.session_token
+        # Before any client exists: botocore logs signed requests at DEBUG (see adapters.redaction).
+        redaction.install()
+        if credentials is not None:
+            redaction.register(credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
         self._session: Any = boto3.session.Session()
+        if credentials is None:
+            _register_static_chain_keys(self._session)
         self._client: Any = self._session.client("s3", **kwargs)
 
     @property
@@ -162,6 +171,15 @@ class S3Evidence:
             self._client.create_bucket(Bucket=self.bucket)
         except botocore.exceptions.BotoCoreError as exc:
             raise EvidenceError(_describe(exc)) from None
+
+
+def _register_static_chain_keys(session: Any) -> None:
+    """Keys the default chain takes from the environment or a file are redacted by value too; rotating ones
+    (web identity, instance role) are not read here (that would call STS or the metadata service), their
+    header forms are redacted whatever they are."""
+    found = session.get_credentials()
+    if type(found) is botocore.credentials.Credentials:
+        redaction.register(found.access_key, found.secret_key, found.token)
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
