@@ -2,7 +2,9 @@
 
 SOURCE is a run summary (local file, run directory or s3:// URI), one ProbeReport JSON,
 or `accelqual simulate --json` output. Node reports read beside a summary are verified
-against the SHA-256 digests the summary records. Without --html or --markdown, the
+against the SHA-256 digests the summary records; --sha256 checks the summary itself against
+the digest the Qualification's status records (`kubectl get aq NAME -o
+jsonpath='{.status.reportSHA256}'`), which closes the chain. Without --html or --markdown, the
 Markdown report goes to stdout.
 
 Exit status: 0 rendered; 2 the source cannot be read or is not a run; 3 evidence does
@@ -32,6 +34,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="S3 endpoint URL for MinIO/Ceph (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL); "
                         "credentials come from the environment (AWS_ACCESS_KEY_ID..., AWS_PROFILE, web identity)")
     p.add_argument("--region", default=None, help="S3 region (default: AWS_REGION / AWS_DEFAULT_REGION)")
+    p.add_argument("--sha256", metavar="DIGEST", default=None,
+                   help="the SHA-256 SOURCE must have: the Qualification's status.reportSHA256 for a summary, a node's "
+                        "accelqual.io/report-sha256 annotation for one report")
     p.add_argument("--all-reports", action="store_true",
                    help="read and verify every node's report, not only those of nodes that did not pass")
     return p.parse_args(list(argv))
@@ -44,7 +49,7 @@ def main(argv: Sequence[str]) -> int:
 
     try:
         doc = load(args.source, s3=S3Options(endpoint=args.endpoint, region=args.region),
-                   all_reports=args.all_reports)
+                   all_reports=args.all_reports, expect_sha256=args.sha256)
     except IntegrityError as exc:
         print(f"accelqual report: EVIDENCE INTEGRITY FAILURE: {exc}", file=sys.stderr)
         return EXIT_INTEGRITY

@@ -9,7 +9,10 @@ A SOURCE is one of:
 
 Node reports read next to a summary are checked against the summary's `reportSha256`
 (and the human report against `humanReport.sha256`): a mismatch is `IntegrityError`,
-never a quietly rendered report, because tampered evidence must not look valid.
+never a quietly rendered report, because tampered evidence must not look valid. The
+summary itself is checked against `expect_sha256` when given (the Qualification's
+`status.reportSHA256`, or a node's `accelqual.io/report-sha256` for one report): without
+it, whoever can rewrite the bucket can rewrite a report and the summary's digest of it.
 """
 
 from __future__ import annotations
@@ -45,17 +48,23 @@ class S3Options:
     region: str | None = None
 
 
-def load(source: str, *, s3: S3Options = S3Options(), all_reports: bool = False) -> RunDocument:
-    """The run (or single report) at `source`; node reports of failing nodes (or all) read and verified."""
+def load(source: str, *, s3: S3Options = S3Options(), all_reports: bool = False,
+         expect_sha256: str | None = None) -> RunDocument:
+    """The run (or single report) at `source`; node reports of failing nodes (or all) read and verified.
+
+    `expect_sha256`: the digest the source document (the summary, or the one report) must have."""
     if source.startswith("s3://"):
-        return _load_s3(source, s3, all_reports)
+        return _load_s3(source, s3, all_reports, expect_sha256)
     path = Path(source)
     if path.is_dir():
-        return _load_summary_with_reports(path / "summary.json", all_reports)
+        path = path / "summary.json"
+        if not path.is_file():
+            raise SourceError(f"{path}: no such file (a run directory holds summary.json and nodes/)")
     if not path.is_file():
         raise SourceError(f"{source}: no such file or directory")
     raw = _read_file(path)
     data = _parse(raw, str(path))
+    _check_digest(raw, expect_sha256, str(path), data)
     if data.get("schemaVersion") == SUMMARY_SCHEMA:
         return _load_summary_with_reports(path, all_reports, data)
     if data.get("schemaVersion") == SCHEMA_VERSION:
@@ -90,7 +99,19 @@ def _load_summary_with_reports(path: Path, all_reports: bool, data: dict[str, An
     return run_document(summary, reports, source=str(path))
 
 
-def _load_s3(uri: str, options: S3Options, all_reports: bool) -> RunDocument:
+def _check_digest(raw: bytes, expected: str | None, where: str, data: Mapping[str, Any]) -> None:
+    if expected is None:
+        return
+    if "summaryDocument" in data:
+        raise SourceError(f"{where}: a digest can be checked against summary.json or a node report, not against "
+                          "`accelqual simulate` output")
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != expected.strip().lower():
+        raise IntegrityError(f"{where} has SHA-256 {actual}, not the {expected} recorded for it (in the "
+                             "Qualification's status or the node's annotation): it was changed after the run")
+
+
+def _load_s3(uri: str, options: S3Options, all_reports: bool, expect_sha256: str | None = None) -> RunDocument:
     try:
         bucket, key = parse_uri(uri if not uri.endswith("/") else uri + "summary.json")
     except ValueError as exc:
@@ -111,6 +132,7 @@ def _load_s3(uri: str, options: S3Options, all_reports: bool) -> RunDocument:
     if raw is None:
         raise SourceError(f"s3://{bucket}/{key}: no such object")
     data = _parse(raw, f"s3://{bucket}/{key}")
+    _check_digest(raw, expect_sha256, f"s3://{bucket}/{key}", data)
     if data.get("schemaVersion") == SCHEMA_VERSION:
         return report_document(_report(raw, f"s3://{bucket}/{key}"), source=f"s3://{bucket}/{key}")
     summary = _summary(data, f"s3://{bucket}/{key}")
