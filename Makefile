@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test tools lint typecheck unit test-slow test-gpu fuzz crds clean
+.PHONY: demo test tools lint typecheck unit test-slow test-gpu fuzz reliability-doc crds clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,21 @@ test-slow: $(STAMP)
 
 test-gpu: $(STAMP)
 	$(BIN)/pytest -m gpu
+
+# The fuzz suites with 10,000 examples per target (hypothesis profile `fuzz`; `make test` runs 150);
+# the counts go to build/fuzz-results.json, which `make reliability-doc` shows beside its own.
+fuzz: $(STAMP)
+	PYTHONPATH=. ACCELQUAL_FUZZ_PROFILE=fuzz $(BIN)/pytest -q --timeout=0 -p tests.reliability.recorder \
+		--reliability-results=build/fuzz-results.json tests/fuzz tests/security/test_no_shell_interpolation.py
+
+# docs/reliability.md, rendered from a run of the fault matrix, the fuzz suites and the security tests
+# (rendered also when a test fails, so that the failure shows; the exit status is the tests').
+reliability-doc: $(STAMP) tools
+	PYTHONPATH=. ACCELQUAL_REQUIRE_TOOLS=1 $(BIN)/pytest -q -p tests.reliability.recorder \
+		--reliability-results=build/reliability-results.json tests/reliability tests/fuzz tests/security \
+		tests/deploy/test_rbac.py tests/deploy/test_images.py tests/reporting; status=$$?; \
+	$(BIN)/python -m tests.reliability.render_doc build/reliability-results.json docs/reliability.md \
+		--fuzz build/fuzz-results.json && exit $$status
 
 crds: $(STAMP)
 	$(BIN)/accelqual crds --write crds/
