@@ -185,7 +185,7 @@ class ScenarioRun:
 
     @contextmanager
     def _cluster(self) -> Iterator[SimulatedCluster]:
-        runner = ModelledProbeRunner(duration=0.4, seed=7)
+        runner = ModelledProbeRunner(duration=self.scenario.probe_seconds, seed=7)
         with SimulatedCluster(runner=runner, kubelet_interval=0.05, kubelet_parallel=len(self.scenario.nodes),
                               operator_options=self._options) as cluster:
             assert cluster.s3 is not None and cluster.kubelet is not None
@@ -200,7 +200,11 @@ class ScenarioRun:
     def run(self) -> Counters:
         began = time.monotonic()
         with self._cluster() as cluster:
-            self._drive(cluster)
+            try:
+                self._drive(cluster)
+            finally:
+                if self.rival is not None:
+                    self.rival.stop()
             self._settle(cluster)
             Verdicts(self, cluster).check()
         self.counters.seconds = round(time.monotonic() - began, 1)
@@ -284,8 +288,6 @@ class ScenarioRun:
             elif isinstance(fault, RivalController) and moment == "start":
                 self.rival = Rival(cluster, [node_name(i) for i in range(len(self.scenario.nodes))], fault.taint_key)
                 self.rival.start()
-            elif isinstance(fault, RivalController) and moment == "final" and self.rival is not None:
-                self.rival.stop()
             elif isinstance(fault, Crash):
                 continue  # armed at start (the operator's hook), restarted by `_drive`
             else:
@@ -308,7 +310,24 @@ class ScenarioRun:
         self.counters.faults_injected += sum(rule.fired for rule in self.rules)
         self.counters.faults_injected += int(self.crash is not None and self.crash.fired.is_set())
         self.counters.faults_injected += self.rival.writes if self.rival is not None else 0
-        self.counters.faults_injected += sum(1 for t in self.scenario.nodes if expected_verdict(t) == "inconclusive")
+        # Faulty cards (caught by the probe) and hostile or killed probes are injected faults too.
+        self.counters.faults_injected += sum(1 for t in self.scenario.nodes if t != "ok")
+        self._all_fired()
+
+    def _all_fired(self) -> None:
+        """A fault that never fired makes a scenario say nothing: that is a finding too."""
+        for index, fault in enumerate(self.scenario.faults):
+            if isinstance(fault, Crash):
+                fired = self.crash is not None and self.crash.fired.is_set()
+            elif isinstance(fault, RivalController):
+                fired = self.rival is not None and self.rival.writes > 0
+            else:
+                fired = index in self.fired
+            if not fired:
+                self.counters.findings.append(f"fault {fault} never fired")
+        for rule in self.rules:
+            if not rule.fired:
+                self.counters.findings.append(f"API fault rule {rule} never fired")
 
 
 class Verdicts:
