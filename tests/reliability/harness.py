@@ -356,8 +356,8 @@ class Verdicts:
                   == f"{self.name}/{run}"}
         self._verdicts(status, nodes, expected, marked)
         self._taints(nodes, expected, marked)
-        self._evidence(status, nodes, expected, marked, s3, summary, run)
-        self._writes(run, expected)
+        self._evidence(nodes, expected, marked, s3, summary, run)
+        self._writes(run)
         self._bounded(status, nodes)
 
     def _outcome(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> None:
@@ -450,9 +450,8 @@ class Verdicts:
         for name in tainted - marked:
             self.finding("wrong_taints", f"{name} is tainted without this run's mark")
 
-    def _evidence(self, status: Mapping[str, Any], nodes: Mapping[str, Any], expected: Mapping[str, str],
-                  marked: set[str], s3: Mapping[str, list[bytes]], summary: Mapping[str, Any] | None,
-                  run: str) -> None:
+    def _evidence(self, nodes: Mapping[str, Any], expected: Mapping[str, str], marked: set[str],
+                  s3: Mapping[str, list[bytes]], summary: Mapping[str, Any] | None, run: str) -> None:
         rows = {r["node"]: r for r in (summary or {}).get("nodes") or []}
         for name in expected:
             key = f"{PREFIX}/{self.name}/{run}/nodes/{name}.json"
@@ -472,9 +471,8 @@ class Verdicts:
             node = key.rsplit("/", 1)[-1].removesuffix(".json")
             if "/nodes/" in key and node not in expected:
                 self.finding("wrong_verdicts", f"evidence of {node}, which is not in the run: {key}")
-        del status
 
-    def _writes(self, run: str, expected: Mapping[str, str]) -> None:
+    def _writes(self, run: str) -> None:
         emulator = self.cluster.server.emulator
         marks = Counter(r.name for r in emulator.write_log.records("nodes") if r.verb == "patch" and r.succeeded
                         and LABEL_VERDICT in ((r.body or {}).get("metadata") or {}).get("labels", {})
@@ -496,7 +494,6 @@ class Verdicts:
         if self.scenario.phase == "Completed" and left:
             self.c.leftover_pods = len(left)
             self.c.findings.append(f"probe pods left after the run: {[p['metadata']['name'] for p in left]}")
-        del expected
 
     def _bounded(self, status: Mapping[str, Any], nodes: Mapping[str, Any]) -> None:
         size = len(json.dumps(status))
