@@ -38,8 +38,9 @@ class GemmParams(CheckParams):
     #: hundred, the fallback kernels of CPUs without native low-precision GEMM fall off a cliff
     #: beyond the L2 cache (~200), and fp8, converted to fp32 on such CPUs, gains up to ~2500.
     sizes: tuple[int, ...] = (4096, 8192)
-    #: The sweep stops after this many sizes in a row that were not the fastest so far.
-    patience: int = 2
+    #: The walk up the ladder stops after this many sizes in a row that were not the fastest so
+    #: far (BLAS dips at powers of two), or at a size below half the fastest (a kernel's cliff).
+    patience: int = 3
     #: A size whose single GEMM would take longer than this, extrapolated from the previous size, is not tried.
     max_call_s: float = 0.5
     rounds: int = 5
@@ -104,7 +105,8 @@ def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
     last: _Gemm | None = None
     misses = 0
     for n in _candidate_sizes(params, dtype, ctx.device.accelerator):
-        if last is not None and (2.0 * n**3 / last.rate > params.max_call_s or misses >= params.patience):
+        if last is not None and (2.0 * n**3 / last.rate > params.max_call_s or misses >= params.patience
+                                 or last.rate < 0.5 * max(rates.values())):
             break
         ctx.checkpoint()
         last = _Gemm(ctx, index, dtype, n)
@@ -133,7 +135,9 @@ def _time_size(gemm: _Gemm, params: GemmParams, sync: Callable[[], None], ctx: C
     single = timing.best_of(gemm.run, 1, 1, sync, ctx.checkpoint)
     repeats = max(1, math.ceil(params.round_s / 2 / single))
     samples = max(3, min(10, int(params.sweep_s / (single * repeats))))
-    gemm.rate = gemm.flops / min(single, timing.best_of(gemm.run, repeats, samples, sync, ctx.checkpoint))
+    # Rounds of `repeats` calls, as the measurement takes them: a lone call of a tiny GEMM can
+    # run faster than a sustained loop of them, and would make the tiny sizes look fastest.
+    gemm.rate = gemm.flops / timing.best_of(gemm.run, repeats, samples, sync, ctx.checkpoint)
     return gemm.rate
 
 
