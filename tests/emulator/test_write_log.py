@@ -1,7 +1,12 @@
-"""The write log: writes to the resources a test names, with the object's name, the body sent and the answer."""
+"""The write log (writes to the resources a test names, with the object's name, the body sent and the answer),
+and watches cut halfway through an event."""
 
 from __future__ import annotations
 
+import json
+
+import aiohttp
+import pytest
 from accelqual.sim.emu_faults import FaultRule
 from accelqual.sim.emulator import ClusterEmulator
 
@@ -31,3 +36,17 @@ async def test_writes_to_watched_resources_are_logged_with_name_body_and_status(
 async def test_nothing_is_logged_unless_asked(api: Api, emulator: ClusterEmulator) -> None:
     await api.post(NODES, node("n1"))
     assert emulator.write_log.records() == []
+
+
+async def test_a_watch_cut_mid_event_drops_the_connection_halfway_through_a_line(
+        api: Api, emulator: ClusterEmulator) -> None:
+    for i in range(3):
+        await api.post(NODES, node(f"n{i}"))
+    emulator.faults.add(FaultRule(resource="nodes", cut_watch_after=2, cut_mid_event=True))
+
+    response = await api.session.get(api.url + NODES, params={"watch": "true"})
+    first = await response.content.readline()
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.content.read()
+
+    assert json.loads(first)["object"]["metadata"]["name"] == "n0"

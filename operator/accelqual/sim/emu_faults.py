@@ -36,7 +36,8 @@ class FaultRule:
     - `retry_after`: seconds for a `Retry-After` header (429/503 throttling).
     - `delay_s`: sleep before answering (or failing).
     - `cut_watch_after`: for matching watches, serve normally but end the stream after this
-      many events; such a rule never fails the request with `status`.
+      many events; such a rule never fails the request with `status`. With `cut_mid_event`
+      the connection drops halfway through that event's line (no end of the chunked body).
     """
 
     method: str | None = None
@@ -50,6 +51,7 @@ class FaultRule:
     delay_s: float = 0.0
     count: int | None = 1
     cut_watch_after: int | None = None
+    cut_mid_event: bool = False
     #: How many requests this rule has fired on so far.
     fired: int = field(default=0, init=False)
 

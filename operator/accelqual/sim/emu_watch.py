@@ -46,6 +46,8 @@ class WatchRequest:
     timeout_s: float | None
     send_initial_events_end: bool
     cut_after: int | None
+    #: Drop the connection halfway through the `cut_after`-th event's line instead of ending after it.
+    cut_mid_event: bool = False
     #: Turns an object into what the client asked to see (a one-row Table for `kubectl get -w`).
     render: Callable[[JsonObj], JsonObj] | None = None
 
@@ -56,7 +58,8 @@ class WatchRequest:
 
 
 def parse_watch(spec: ResourceSpec, query: dict[str, str], namespace: str | None, name: str | None, *,
-                accept: str | None, bookmark_interval: float, cut_after: int | None) -> WatchRequest:
+                accept: str | None, bookmark_interval: float, cut_after: int | None,
+                cut_mid_event: bool = False) -> WatchRequest:
     """The `WatchRequest` for a `?watch=true` query on a collection (or, legacy, one named object)."""
     labels = LabelSelector.parse(query.get("labelSelector"))
     fields = FieldSelector.parse(query.get("fieldSelector"), spec.field_labels)
@@ -84,7 +87,7 @@ def parse_watch(spec: ResourceSpec, query: dict[str, str], namespace: str | None
     return WatchRequest(spec=spec, matches=matches, since=since, bookmarks=bookmarks,
                         bookmark_interval=bookmark_interval, timeout_s=float(timeout) if timeout is not None else None,
                         send_initial_events_end=query.get("sendInitialEvents") == "true" and bookmarks,
-                        cut_after=cut_after, render=render)
+                        cut_after=cut_after, cut_mid_event=cut_mid_event, render=render)
 
 
 def project(event: WatchEvent, matches: Callable[[JsonObj], bool]) -> str | None:
@@ -134,15 +137,22 @@ async def serve_watch(raw_request: aiohttp.web.BaseRequest, store: ObjectStore, 
     def room() -> bool:
         return watch.cut_after is None or sent < watch.cut_after
 
+    def line(event_type: str, event: WatchEvent) -> bytes:
+        nonlocal sent
+        sent += 1
+        text = watch.line(event_type, event)
+        if watch.cut_mid_event and not room():
+            return text[:max(1, len(text) // 2)]  # the connection drops halfway through this event
+        return text
+
     try:
         await response.prepare(raw_request)
         chunk = []
         for event in initial:
             projected = project(event, watch.matches)
             if projected is not None and room():
-                chunk.append(watch.line(projected, event))
-                sent += 1
-        if watch.send_initial_events_end and room():
+                chunk.append(line(projected, event))
+        if watch.send_initial_events_end and room():  # (after a cut mid-event, no more bytes)
             chunk.append(_bookmark(watch.spec, store.resource_version, initial_end=True))
         if chunk:
             await response.write(b"".join(chunk))
@@ -168,18 +178,23 @@ async def serve_watch(raw_request: aiohttp.web.BaseRequest, store: ObjectStore, 
                     break  # closed by the store (shutdown, or this consumer fell too far behind)
                 projected = project(item, watch.matches)
                 if projected is not None and room():
-                    chunk.append(watch.line(projected, item))
-                    sent += 1
+                    chunk.append(line(projected, item))
             if chunk:
                 await response.write(b"".join(chunk))
             if None in batch:
                 break
-            if watch.bookmarks and loop.time() >= next_bookmark and watcher.queue.empty():
+            if watch.bookmarks and loop.time() >= next_bookmark and watcher.queue.empty() and room():
                 # Nothing is pending: every event up to the current resourceVersion was sent or
                 # filtered out, so a bookmark at it is safe to resume from. Sent even while
                 # filtered-out events keep coming, so that a client's inactivity timer never fires.
                 await response.write(_bookmark(watch.spec, store.resource_version))
                 next_bookmark = loop.time() + watch.bookmark_interval
+        if watch.cut_mid_event and not room():
+            # A connection that drops mid-event: no end of the chunked body, the client sees a broken payload.
+            transport = raw_request.transport
+            if transport is not None:
+                transport.abort()
+            return response
         await response.write_eof()
     except ConnectionError:
         pass  # the client disconnected mid-write: nothing left to tell it

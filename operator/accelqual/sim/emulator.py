@@ -278,13 +278,13 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
     async def _serve(self, request: Request, verb: str) -> aiohttp.web.StreamResponse:
         spec = self._resolve(request)
-        cut_after = await self._apply_faults(request, verb)
+        cut = await self._apply_faults(request, verb)
         sub, query = request.subresource, dict(request.params)
         if query.get("dryRun") and verb in ("create", "update", "patch", "delete"):
             # Refused loudly: performing the write would be worse than a clear error.
             raise ApiError(400, "dryRun is not supported by the accelqual emulator; the request was not applied")
         if verb == "watch":
-            return await self._watch(request, spec, query, cut_after)
+            return await self._watch(request, spec, query, cut)
         if verb == "list":
             return self._list(request, spec, query)
         namespace, name = request.namespace, request.name or ""  # named for every verb below but create
@@ -317,7 +317,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return self._delete(request, spec, query)
         raise ApiError(405, f"{request.method.value} is not supported on {request.url.path}")
 
-    async def _apply_faults(self, request: Request, verb: str) -> int | None:
+    async def _apply_faults(self, request: Request, verb: str) -> FaultRule | None:
+        """Apply the first matching fault rule; the rule when it cuts a watch (see `FaultRule.cut_watch_after`)."""
         plural = request.resource.plural if request.resource is not None else None
         rule = self._faults.take(method=request.method.value, verb=verb, resource=plural or "",
                                  subresource=request.subresource, namespace=request.namespace, name=request.name)
@@ -326,7 +327,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         if rule.delay_s > 0:
             await asyncio.sleep(rule.delay_s)
         if rule.cut_watch_after is not None:
-            return rule.cut_watch_after
+            return rule
         if rule.status is not None:
             raise ApiError(rule.status, f"injected fault: HTTP {rule.status} for {verb} {request.url.path}",
                            retry_after=rule.retry_after)
@@ -424,10 +425,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         return aiohttp.web.Response(body=head[:-1] + b',"items":[' + items + b"]}", content_type="application/json")
 
     async def _watch(self, request: Request, spec: ResourceSpec, query: dict[str, str],
-                     cut_after: int | None) -> aiohttp.web.StreamResponse:
+                     cut: FaultRule | None) -> aiohttp.web.StreamResponse:
         assert request._raw_request is not None  # always set for requests that came over HTTP
         watch = parse_watch(spec, query, request.namespace, request.name, accept=request.headers.get("Accept"),
-                            bookmark_interval=self.bookmark_interval, cut_after=cut_after)
+                            bookmark_interval=self.bookmark_interval,
+                            cut_after=cut.cut_watch_after if cut is not None else None,
+                            cut_mid_event=cut is not None and cut.cut_mid_event)
         return await serve_watch(request._raw_request, self._store, watch, self._closing)
 
     # --- the thread-safe Python API ------------------------------------------------------------
