@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+from accelqual.adapters import redaction
 from accelqual.runtime import OperatorOptions
 from accelqual.sim.cluster import SimulatedCluster
 from accelqual.sim.modelled import ModelledProbeRunner
@@ -96,3 +97,19 @@ def test_no_credential_appears_in_logs_events_status_or_any_write(
              for secret_name, value in [*SECRET_KEYS.items(), *ENV_KEYS.items()]
              for form in _forms(value) for where, text in haystacks.items() if form in text]
     assert leaks == [], leaks
+
+
+def test_signed_request_forms_are_redacted_whatever_their_value(caplog: pytest.LogCaptureFixture) -> None:
+    """Keys that rotate (web identity, instance roles) are never seen by the operator: their forms go all the same."""
+    redaction.install()
+    caplog.set_level(logging.DEBUG)
+    line = ("headers={'X-Amz-Security-Token': b'ROTATING-TOKEN-123456', 'Authorization': b'AWS4-HMAC-SHA256 "
+            "Credential=ASIAROTATINGKEY99/20261129/us-east-1/s3/aws4_request, SignedHeaders=host, "
+            "Signature=0123456789abcdef'}\nx-amz-security-token:ROTATING-TOKEN-123456")
+    logging.getLogger("botocore.endpoint").debug("Sending http request: %s", line)
+    logging.getLogger("accelqual.example").info("an ordinary line keeps Credential=what-it-says")
+
+    botocore_line, ours = (r.getMessage() for r in caplog.records[-2:])
+    assert "ROTATING-TOKEN" not in botocore_line and "ASIAROTATINGKEY99" not in botocore_line
+    assert "0123456789abcdef" not in botocore_line and botocore_line.count(redaction.REDACTED) == 4
+    assert ours == "an ordinary line keeps Credential=what-it-says"
