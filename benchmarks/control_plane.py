@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             kubeconfig = cluster.server.write_kubeconfig(Path(tmp) / "kubeconfig")
             operator = subprocess.Popen(
-                [sys.executable, *(["/tmp/opprof.py"] if os.environ.get("OPPROF") else ["-m", "accelqual.cli"]), "operator", "--kubeconfig", str(kubeconfig),
+                [sys.executable, "-m", "accelqual.cli", "operator", "--kubeconfig", str(kubeconfig),
                  "--namespace", cluster.namespace, "--metrics-port", "0", "--liveness", "",
                  "--log-level", "WARNING"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -92,8 +92,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 deadline = time.monotonic() + 120
                 while cluster.pods("app.kubernetes.io/component=probe") and time.monotonic() < deadline:
                     time.sleep(0.5)
-                if args.profile:
-                    subprocess.run(["/tmp/pyspy/bin/py-spy", "dump", "--pid", str(operator.pid)], check=False)
                 run_cpu = proc_cpu_seconds(operator.pid) - idle_cpu
                 rss = proc_peak_rss_mb(operator.pid)
                 self_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -145,7 +143,6 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--timeout", type=float, default=540.0)
     p.add_argument("--json", help="write the measurements as JSON")
-    p.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     result = run(args)
     if args.json:
