@@ -12,6 +12,7 @@ from accelqual.constants import DEFAULT_FAILURE_TAINT_KEY, LABEL_VERDICT
 from accelqual.models import MAX_FAILING_NODES
 from accelqual.sim.cluster import BUCKET, SimulatedCluster
 
+from tests.e2e.conftest import E2ECluster
 from tests.e2e.helpers import condition, labels, qualification, sim_nodes, taint_keys
 
 
@@ -57,20 +58,51 @@ def test_pool_with_mixed_verdicts_is_qualified_tainted_and_reported(cluster: Sim
     assert cluster.pods("app.kubernetes.io/component=probe") == []
 
 
-def test_nodes_outside_the_selector_are_never_touched(cluster: SimulatedCluster) -> None:
+@pytest.mark.realcluster
+def test_nodes_outside_the_selector_are_never_touched(cluster: E2ECluster) -> None:
     cluster.add_nodes(sim_nodes(2))
-    cluster.add_nodes(sim_nodes(2, prefix="other", labels={"accelqual.io/pool": "other"},
-                                faults={0: ["slow-compute=0.2"]}))
+    cluster.add_nodes(sim_nodes(2, prefix="other", labels={"accelqual.io/pool": "other"}))
     cluster.start_operator()
     cluster.apply(qualification())
-    cluster.wait_for_phase("e2e", timeout=60)
+    obj = cluster.wait_for_phase("e2e", timeout=60)
+    assert obj["status"]["summary"]["total"] == 2
     nodes = cluster.nodes()
+    outside = {cluster.node_name("other-0"), cluster.node_name("other-1")}
     for name in ("other-0", "other-1"):
         assert LABEL_VERDICT not in labels(nodes[name])
-        assert taint_keys(nodes[name]) == []
+        assert DEFAULT_FAILURE_TAINT_KEY not in taint_keys(nodes[name])
         assert not any(k.startswith("accelqual.io/") for k in nodes[name]["metadata"].get("annotations") or {})
     probe_nodes = {p["spec"].get("nodeName") for p in cluster.pods()}
-    assert not probe_nodes & {"other-0", "other-1"}
+    assert not probe_nodes & outside
+
+
+@pytest.mark.realcluster
+def test_healthy_pool_is_qualified_with_its_evidence_across_an_operator_restart(cluster: E2ECluster) -> None:
+    cluster.add_nodes(sim_nodes(3))
+    cluster.start_operator()
+    cluster.apply(qualification(maxConcurrent=1, report=cluster.report_spec()))
+    deadline = time.monotonic() + 30 * cluster.timeout_scale
+    while time.monotonic() < deadline:  # restart once one node is done and others still to go
+        if ((cluster.qualification("e2e").get("status") or {}).get("summary") or {}).get("passed", 0) >= 1:
+            break
+        time.sleep(0.1)
+    cluster.restart_operator()
+
+    obj = cluster.wait_for_phase("e2e", timeout=60)
+
+    status = obj["status"]
+    assert status["phase"] == "Completed"
+    assert status["summary"]["passed"] == 3, status
+    assert cluster.s3 is not None
+    for test_name, node in cluster.nodes().items():
+        assert labels(node)[LABEL_VERDICT] == "pass", test_name
+        assert DEFAULT_FAILURE_TAINT_KEY not in taint_keys(node)
+        annotations = node["metadata"]["annotations"]
+        key = f"runs/e2e/{status['runId']}/nodes/{cluster.node_name(test_name)}.json"
+        assert annotations["accelqual.io/report-uri"] == f"s3://{BUCKET}/{key}"
+        assert hashlib.sha256(cluster.s3.read(BUCKET, key)).hexdigest() == annotations["accelqual.io/report-sha256"]
+    summary = cluster.s3.read(BUCKET, f"runs/e2e/{status['runId']}/summary.json")
+    assert hashlib.sha256(summary).hexdigest() == status["reportSHA256"]
 
 
 def test_operator_restarted_mid_run_neither_duplicates_pods_nor_loses_results(cluster: SimulatedCluster) -> None:
@@ -158,7 +190,8 @@ def test_status_stays_small_with_many_failing_nodes(cluster: SimulatedCluster) -
     assert status["failingNodesOmitted"] == 5
 
 
-def test_unknown_profile_is_refused_with_a_condition_and_no_node_is_touched(cluster: SimulatedCluster) -> None:
+@pytest.mark.realcluster
+def test_unknown_profile_is_refused_with_a_condition_and_no_node_is_touched(cluster: E2ECluster) -> None:
     cluster.add_nodes(sim_nodes(2))
     cluster.start_operator()
     cluster.apply(qualification(profile="no-such-card"))
@@ -173,7 +206,8 @@ def test_unknown_profile_is_refused_with_a_condition_and_no_node_is_touched(clus
     assert any(e["reason"] == "UnknownProfile" for e in cluster.events())
 
 
-def test_api_server_rejects_what_the_crd_schema_forbids(cluster: SimulatedCluster) -> None:
+@pytest.mark.realcluster
+def test_api_server_rejects_what_the_crd_schema_forbids(cluster: E2ECluster) -> None:
     for bad in ({"maxConcurrent": -1}, {"suite": "everything"},
                 {"nodeSelector": {"matchExpressions": [{"key": "pool", "operator": "Near"}]}}):
         with pytest.raises(KubeError) as caught:
@@ -184,7 +218,8 @@ def test_api_server_rejects_what_the_crd_schema_forbids(cluster: SimulatedCluste
         cluster.qualification("bad")
 
 
-def test_empty_selector_and_unknown_check_are_refused(cluster: SimulatedCluster) -> None:
+@pytest.mark.realcluster
+def test_empty_selector_and_unknown_check_are_refused(cluster: E2ECluster) -> None:
     cluster.start_operator()
     cluster.apply(qualification(name="everything", nodeSelector={}))
     cluster.apply(qualification(name="typo", checks=["perf.gemm.bf61"]))
@@ -194,7 +229,8 @@ def test_empty_selector_and_unknown_check_are_refused(cluster: SimulatedCluster)
                      "Ready")["reason"] == "UnknownCheck"
 
 
-def test_fixing_an_invalid_spec_starts_the_run(cluster: SimulatedCluster) -> None:
+@pytest.mark.realcluster
+def test_fixing_an_invalid_spec_starts_the_run(cluster: E2ECluster) -> None:
     cluster.add_nodes(sim_nodes(1))
     cluster.start_operator()
     cluster.apply(qualification(profile="no-such-card"))

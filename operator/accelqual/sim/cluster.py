@@ -76,7 +76,104 @@ class OperatorThread:
             self.reconciler.kube.close()
 
 
-class SimulatedCluster:
+class ClusterDriver:
+    """What the end-to-end tests drive: the operator's lifecycle and the cluster's content.
+
+    `SimulatedCluster` is the default; the test suite's `RealCluster` implements it over a real
+    cluster's kubeconfig, so the same tests run against kind or k3s elsewhere."""
+
+    namespace: str
+    kube: KubeClient | None
+    operator: OperatorThread | None
+    metrics: Metrics
+    #: Waits are this many times what the tests ask (a real cluster pulls images and runs real probes).
+    timeout_scale: float = 1.0
+
+    @property
+    def api(self) -> KubeClient:
+        if self.kube is None:
+            raise RuntimeError("the cluster is not running")
+        return self.kube
+
+    def options(self) -> OperatorOptions:
+        """How `start_operator()` runs the operator against this cluster."""
+        raise NotImplementedError
+
+    def node_name(self, name: str) -> str:
+        """The cluster's name of the node a test calls `name` (a real cluster's nodes have their own)."""
+        return name
+
+    # --- operator -----------------------------------------------------------------------
+
+    def start_operator(self, **changes: Any) -> OperatorThread:
+        if self.operator is not None:
+            raise RuntimeError("the operator is already running")
+        options = replace(self.options(), **changes)
+        self.operator = OperatorThread(options, metrics=self.metrics).start()
+        return self.operator
+
+    def stop_operator(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+            self.operator = None
+
+    def restart_operator(self, **changes: Any) -> OperatorThread:
+        """Stop the operator (losing all its memory) and start a new one, like a pod restart.
+
+        `changes` are `OperatorOptions` fields of the new one (e.g. `crash_points`, `clock`)."""
+        self.stop_operator()
+        self.metrics = Metrics()
+        return self.start_operator(**changes)
+
+    # --- cluster content ----------------------------------------------------------------
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a Qualification or CardProfile (or replace its spec if it exists)."""
+        kind = manifest.get("kind")
+        plural = {"Qualification": "qualifications", "CardProfile": "cardprofiles"}.get(str(kind))
+        if plural is None:
+            raise ValueError(f"cannot apply kind {kind!r}")
+        path = f"/apis/accelqual.io/v1alpha1/{plural}"
+        try:
+            return self.api.create(path, manifest)
+        except KubeError as exc:
+            if not exc.conflict:
+                raise
+        name = manifest["metadata"]["name"]
+        return self.api.patch(f"{path}/{name}", {"spec": manifest.get("spec")}, MERGE_PATCH)
+
+    def qualification(self, name: str) -> dict[str, Any]:
+        return self.api.get(qualification_path(name))
+
+    def wait_for_phase(self, name: str, phases: Iterable[str] = FINAL_PHASES, timeout: float = 300.0,
+                       progress: Callable[[dict[str, Any]], None] | None = None,
+                       run_id: str | None = None) -> dict[str, Any]:
+        """Poll until the Qualification reaches one of `phases` (for a new run, if `run_id` is the old one)."""
+        wanted = set(phases)
+        deadline = time.monotonic() + timeout * self.timeout_scale
+        while True:
+            obj = self.qualification(name)
+            status = obj.get("status") or {}
+            if progress is not None:
+                progress(status)
+            if status.get("phase") in wanted and (run_id is None or status.get("runId") != run_id):
+                return obj
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not reach {sorted(wanted)} within {timeout:.0f}s; "
+                                   f"it is {status.get('phase')!r}: {status.get('message', '')}")
+            time.sleep(0.25)
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        return {n["metadata"]["name"]: n for n in self.api.list_all("/api/v1/nodes")}
+
+    def pods(self, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.api.list_all(f"/api/v1/namespaces/{self.namespace}/pods", label_selector=label_selector)
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.api.list_all("/api/v1/events")
+
+
+class SimulatedCluster(ClusterDriver):
     """Context manager owning every part of a simulated accelerator fleet."""
 
     def __init__(
@@ -148,40 +245,12 @@ class SimulatedCluster:
             self.s3.stop()
         self.server.stop()
 
-    @property
-    def api(self) -> KubeClient:
-        if self.kube is None:
-            raise RuntimeError("the simulated cluster is not running")
-        return self.kube
-
-    # --- operator -----------------------------------------------------------------------
-
     def options(self) -> OperatorOptions:
         options = OperatorOptions(config=OperatorConfig(namespace=self.namespace, secret_namespace=self.namespace),
                                   server=self.server.url, debounce=0.2)
         if self.clock is not None:
             options = replace(options, clock=self.clock.now, monotonic=self.clock.elapsed, time_scale=self.clock.scale)
         return self._customize(options) if self._customize else options
-
-    def start_operator(self, **changes: Any) -> OperatorThread:
-        if self.operator is not None:
-            raise RuntimeError("the operator is already running")
-        options = replace(self.options(), **changes)
-        self.operator = OperatorThread(options, metrics=self.metrics).start()
-        return self.operator
-
-    def stop_operator(self) -> None:
-        if self.operator is not None:
-            self.operator.stop()
-            self.operator = None
-
-    def restart_operator(self, **changes: Any) -> OperatorThread:
-        """Stop the operator (losing all its memory) and start a new one, like a pod restart.
-
-        `changes` are `OperatorOptions` fields of the new one (e.g. `crash_points`, `clock`)."""
-        self.stop_operator()
-        self.metrics = Metrics()
-        return self.start_operator(**changes)
 
     # --- cluster content ----------------------------------------------------------------
 
@@ -197,51 +266,6 @@ class SimulatedCluster:
         self.sim_nodes.pop(name, None)
         if self.kubelet is not None:
             self.kubelet.nodes.pop(name, None)
-
-    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a Qualification or CardProfile (or replace its spec if it exists)."""
-        kind = manifest.get("kind")
-        plural = {"Qualification": "qualifications", "CardProfile": "cardprofiles"}.get(str(kind))
-        if plural is None:
-            raise ValueError(f"cannot apply kind {kind!r}")
-        path = f"/apis/accelqual.io/v1alpha1/{plural}"
-        try:
-            return self.api.create(path, manifest)
-        except KubeError as exc:
-            if not exc.conflict:
-                raise
-        name = manifest["metadata"]["name"]
-        return self.api.patch(f"{path}/{name}", {"spec": manifest.get("spec")}, MERGE_PATCH)
-
-    def qualification(self, name: str) -> dict[str, Any]:
-        return self.api.get(qualification_path(name))
-
-    def wait_for_phase(self, name: str, phases: Iterable[str] = FINAL_PHASES, timeout: float = 300.0,
-                       progress: Callable[[dict[str, Any]], None] | None = None,
-                       run_id: str | None = None) -> dict[str, Any]:
-        """Poll until the Qualification reaches one of `phases` (for a new run, if `run_id` is the old one)."""
-        wanted = set(phases)
-        deadline = time.monotonic() + timeout
-        while True:
-            obj = self.qualification(name)
-            status = obj.get("status") or {}
-            if progress is not None:
-                progress(status)
-            if status.get("phase") in wanted and (run_id is None or status.get("runId") != run_id):
-                return obj
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} did not reach {sorted(wanted)} within {timeout:.0f}s; "
-                                   f"it is {status.get('phase')!r}: {status.get('message', '')}")
-            time.sleep(0.25)
-
-    def nodes(self) -> dict[str, dict[str, Any]]:
-        return {n["metadata"]["name"]: n for n in self.api.list_all("/api/v1/nodes")}
-
-    def pods(self, label_selector: str | None = None) -> list[dict[str, Any]]:
-        return self.api.list_all(f"/api/v1/namespaces/{self.namespace}/pods", label_selector=label_selector)
-
-    def events(self) -> list[dict[str, Any]]:
-        return self.api.list_all("/api/v1/events")
 
     def report_spec(self, prefix: str = "runs") -> dict[str, Any]:
         """The `report` section pointing at this cluster's local S3."""
