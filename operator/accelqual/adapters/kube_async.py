@@ -43,19 +43,21 @@ class AsyncKube:
         return self._session
 
     async def request(self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None,
-                      content_type: str = "application/json", text: bool = False) -> Any:
+                      content_type: str = "application/json", text: bool = False, parse: bool = True) -> Any:
+        """The response's JSON (its text with `text`; None with `parse=False`, for calls whose answer is
+        not used: decoding a pod object costs more than sending the request)."""
         url = f"{self._connection.server}{path}"
         if query:
             url += "?" + urlencode(list(query))
-        data = None if body is None else json.dumps(body, separators=(",", ":"))
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         for attempt in range(1, self._retry.attempts + 1):
             headers = self._connection.headers()
-            if data is not None:
-                headers["Content-Type"] = content_type
             if text:
                 headers["Accept"] = "text/plain"
+            # A ready payload: aiohttp's lookup of a payload type for plain bytes cost more than the send.
+            payload_out = None if data is None else aiohttp.BytesPayload(data, content_type=content_type)
             try:
-                async with self._get_session().request(method, url, data=data, headers=headers,
+                async with self._get_session().request(method, url, data=payload_out, headers=headers,
                                                        ssl=self._connection.ssl_context()) as response:
                     payload = await response.read()
                     if response.status >= 400:
@@ -67,7 +69,7 @@ class AsyncKube:
             else:
                 if text:
                     return payload.decode("utf-8", errors="replace")
-                return json.loads(payload) if payload else None
+                return json.loads(payload) if payload and parse else None
             if attempt == self._retry.attempts or not (error.status in RETRY_STATUSES or error.status == 0):
                 raise error
             delay = error.retry_after if error.retry_after is not None else \
@@ -79,17 +81,16 @@ class AsyncKube:
         result: dict[str, Any] = await self.request("GET", path)
         return result
 
-    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", path, body=dict(body))
-        return result
+    async def create(self, path: str, body: Mapping[str, Any]) -> None:
+        """Create an object (the created object is not read back)."""
+        await self.request("POST", path, body=dict(body), parse=False)
 
     async def patch(self, path: str, body: Any, content_type: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("PATCH", path, body=body, content_type=content_type)
         return result
 
     async def delete(self, path: str) -> None:
-        await self.request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
-                                                 "propagationPolicy": "Background"})
+        await self.request("DELETE", path, query=[("propagationPolicy", "Background")], parse=False)
 
     async def read_log(self, path: str, *, tail_lines: int, limit_bytes: int) -> str:
         text: str = await self.request("GET", f"{path}/log", text=True,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import ssl
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
@@ -37,6 +38,7 @@ class Connection:
     def __init__(self, configuration: Any) -> None:
         throttle_refresh(configuration)
         self._configuration = configuration
+        self._ssl: tuple[Any, ssl.SSLContext] | None = None
 
     @property
     def server(self) -> str:
@@ -49,17 +51,34 @@ class Connection:
         return {"Authorization": token, "Accept": "application/json"} if token else {"Accept": "application/json"}
 
     def ssl_context(self) -> ssl.SSLContext | bool:
+        """The TLS context of every request, built once per set of certificate files.
+
+        Building one loads the CA bundle (milliseconds of CPU): per request it was most of a request's
+        cost against a real (https) API server. Rotated certificate files give a new one."""
         config = self._configuration
         if not self.server.startswith("https"):
             return False
-        context = ssl.create_default_context(cafile=config.ssl_ca_cert) if config.ssl_ca_cert else \
-            ssl.create_default_context()
-        if not config.verify_ssl:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if config.cert_file:
-            context.load_cert_chain(config.cert_file, config.key_file)
-        return context
+        files = (config.ssl_ca_cert, config.cert_file, config.key_file)
+        key = (files, bool(config.verify_ssl), tuple(_mtime(f) for f in files))
+        if self._ssl is None or self._ssl[0] != key:
+            context = ssl.create_default_context(cafile=config.ssl_ca_cert) if config.ssl_ca_cert else \
+                ssl.create_default_context()
+            if not config.verify_ssl:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if config.cert_file:
+                context.load_cert_chain(config.cert_file, config.key_file)
+            self._ssl = (key, context)
+        return self._ssl[1]
+
+
+def _mtime(path: str | None) -> float | None:
+    if not path:
+        return None
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
 
 
 class GoneError(Exception):
