@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import kubernetes.client as k8s
 import pytest
 from accelqual.adapters.kube import KubeClient
 from accelqual.adapters.watch import Connection, ResourceMirror
@@ -115,3 +119,17 @@ async def test_pod_mirrors_group_probe_pods_by_qualification_and_busy_pods_by_no
     finally:
         stop.set()
         await task
+
+
+def test_tls_context_is_built_once_and_again_when_its_files_rotate(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", ca)
+    config = k8s.Configuration(host="https://api.example.invalid:6443")
+    config.ssl_ca_cert = str(ca)
+    conn = Connection(config)
+    first = conn.ssl_context()
+    assert first is conn.ssl_context(), "one context for every request"
+    os.utime(ca, (1_000_000, 1_000_000))  # the CA file rotated (a new mtime)
+    rotated = conn.ssl_context()
+    assert rotated is not first and rotated is conn.ssl_context()
+    assert Connection(k8s.Configuration(host="http://127.0.0.1:1")).ssl_context() is False
