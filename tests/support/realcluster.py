@@ -93,6 +93,7 @@ class RealCluster(ClusterDriver):
         try:
             for plural, name in self._applied:
                 self._delete_quietly(f"/apis/accelqual.io/v1alpha1/{plural}/{name}")
+            self._wait_gone(self._applied)  # the running operator lifts kopf's finalizer; then it may stop
             for pod in self.pods("app.kubernetes.io/component=probe"):
                 self._delete_quietly(f"/api/v1/namespaces/{self.namespace}/pods/{pod['metadata']['name']}")
         finally:
@@ -211,6 +212,18 @@ class RealCluster(ClusterDriver):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
+
+    def _wait_gone(self, objects: Iterable[tuple[str, str]], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for plural, name in objects:
+            while time.monotonic() < deadline:
+                try:
+                    self.api.get(f"/apis/accelqual.io/v1alpha1/{plural}/{name}")
+                except KubeError as exc:
+                    if exc.not_found:
+                        break
+                    raise
+                time.sleep(0.2)
 
     def _delete_quietly(self, path: str) -> None:
         try:
