@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -66,3 +67,8 @@ def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 60.0, p
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(poll)
+
+
+def sha256(body: bytes) -> str:
+    """The hex SHA-256 the operator records for an evidence object, computed here independently."""
+    return hashlib.sha256(body).hexdigest()

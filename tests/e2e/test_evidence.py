@@ -7,8 +7,7 @@ import base64
 import gzip
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from accelqual.sim.modelled import ModelledProbeRunner
 from accelqual.sim.s3 import ACCESS_KEY, REGION, SECRET_KEY, LocalS3
 from accelqual.sim.server import EmulatorServer
 
-from tests.e2e.helpers import condition, qualification, sim_nodes
+from tests.e2e.helpers import condition, qualification, sha256, sim_nodes, wait_until
 
 OUTBOX_SELECTOR = "app.kubernetes.io/component=evidence-outbox"
 
@@ -40,19 +39,6 @@ def quick_retry_cluster() -> Iterator[SimulatedCluster]:
         yield sim
 
 
-def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def outbox_configmaps(cluster: SimulatedCluster) -> list[dict[str, Any]]:
@@ -136,26 +122,26 @@ def test_s3_outage_across_an_operator_restart_loses_nothing_and_the_backlog_drai
     assert segments, "the waiting evidence is in ConfigMaps"
     assert all(cm["metadata"]["ownerReferences"][0]["name"] == "e2e" for cm in segments)
     # The probe pods are released: the outbox, not the pods, holds the evidence now.
-    wait_until("probe pods deleted", lambda: probe_pods(cluster) == [], timeout=20)
+    wait_until("probe pods deleted", lambda: probe_pods(cluster) == [], timeout=20, poll=0.2)
 
     cluster.server.emulator.reset_stats()
     cluster.restart_operator()  # the operator's memory is gone; S3 is still down
 
     wait_until("the new operator reads its outbox back from the cluster",
-               lambda: cluster.server.emulator.stats().get(("list", "configmaps", None), 0) > 0)
+               lambda: cluster.server.emulator.stats().get(("list", "configmaps", None), 0) > 0, poll=0.2)
     metric = cluster.metrics.registry.get_sample_value
     wait_until("the new operator tries S3 and fails", lambda: metric("accelqual_evidence_uploads_total",
-                                                                      {"result": "failed"}))
+                                                                      {"result": "failed"}), poll=0.2)
     assert cluster.qualification("e2e")["status"]["evidenceBacklog"] == 7
     assert metric("accelqual_evidence_backlog", {"qualification": "e2e"}) == 7
     cluster.s3.start()
 
-    wait_until("outbox drained", lambda: cluster.qualification("e2e")["status"]["evidenceBacklog"] == 0)
+    wait_until("outbox drained", lambda: cluster.qualification("e2e")["status"]["evidenceBacklog"] == 0, poll=0.2)
     status = cluster.qualification("e2e")["status"]
     assert status["phase"] == "Completed"
     assert condition(cluster.qualification("e2e"), "Degraded")["reason"] == "NodesFailed"
     assert_run_evidence_complete(cluster, status, nodes)
-    wait_until("outbox ConfigMaps deleted", lambda: outbox_configmaps(cluster) == [], timeout=10)
+    wait_until("outbox ConfigMaps deleted", lambda: outbox_configmaps(cluster) == [], timeout=10, poll=0.2)
     reasons = [e["reason"] for e in cluster.events() if e["involvedObject"]["name"] == "e2e"]
     assert "EvidenceBacklog" in reasons
     assert "EvidenceDelivered" in reasons

@@ -11,12 +11,11 @@ the row's nodes must have produced, counting every way a result could be lost or
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -32,6 +31,7 @@ from accelqual.sim.kubelet import SimNode
 from accelqual.sim.modelled import ModelledProbeRunner
 from accelqual.sim.simclock import SteppedClock
 
+from tests.e2e.helpers import sha256, wait_until
 from tests.reliability.matrix import (
     HARDWARE_FAULTS,
     ApiFaults,
@@ -300,12 +300,12 @@ class ScenarioRun:
             wait_until("the evidence backlog drained",
                        lambda: (cluster.qualification(self.name).get("status") or {}).get("evidenceBacklog") == 0
                        and not cluster.api.list_all(f"/api/v1/namespaces/{cluster.namespace}/configmaps",
-                                                    label_selector=OUTBOX_SELECTOR), timeout=45)
-            wait_until("the probe pods deleted", lambda: not cluster.pods(PROBE_SELECTOR), timeout=30)
+                                                    label_selector=OUTBOX_SELECTOR), timeout=45, poll=0.1)
+            wait_until("the probe pods deleted", lambda: not cluster.pods(PROBE_SELECTOR), timeout=30, poll=0.1)
         else:
             wait_until("the probes of the halted run finished", lambda: not any(
                 (cluster.qualification(self.name).get("status") or {}).get("summary", {}).get(k) for k in ("running",)),
-                timeout=30)
+                timeout=30, poll=0.1)
             time.sleep(1.0)  # a halted run does nothing more: give it the chance to (wrongly) act
         self.counters.faults_injected += sum(rule.fired for rule in self.rules)
         self.counters.faults_injected += int(self.crash is not None and self.crash.fired.is_set())
@@ -506,16 +506,3 @@ class Verdicts:
                 self.c.findings.append(f"{name}: our annotations are {ours} bytes")
 
 
-def sha256(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
-def wait_until(what: str, predicate: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.1)
