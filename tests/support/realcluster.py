@@ -21,7 +21,6 @@ real pods pull images and run real probes).
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -36,7 +35,7 @@ from accelqual.handlers.reconcile import OperatorConfig
 from accelqual.runtime import OperatorOptions
 from accelqual.sim.cluster import BUCKET, S3_SECRET, ClusterDriver, OperatorThread
 from accelqual.sim.kubelet import SimNode
-from accelqual.sim.s3 import ACCESS_KEY, REGION, SECRET_KEY, LocalS3
+from accelqual.sim.s3 import LocalS3
 
 ENV_KUBECONFIG = "ACCELQUAL_E2E_KUBECONFIG"
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -77,12 +76,8 @@ class RealCluster(ClusterDriver):
         assert self.s3 is not None
         self.s3.start()
         self.s3.create_bucket(BUCKET)
-        secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                  "metadata": {"name": S3_SECRET, "namespace": self.namespace},
-                  "data": {"AWS_ACCESS_KEY_ID": base64.b64encode(ACCESS_KEY.encode()).decode(),
-                           "AWS_SECRET_ACCESS_KEY": base64.b64encode(SECRET_KEY.encode()).decode()}}
         self._ensure(f"/api/v1/namespaces/{self.namespace}/secrets/{S3_SECRET}",
-                     f"/api/v1/namespaces/{self.namespace}/secrets", secret)
+                     f"/api/v1/namespaces/{self.namespace}/secrets", self.s3_secret())
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -183,11 +178,6 @@ class RealCluster(ClusterDriver):
         if plural is not None:
             self._applied.add((plural, str(manifest["metadata"]["name"])))
         return super().apply(manifest)
-
-    def report_spec(self, prefix: str = "runs") -> dict[str, Any]:
-        assert self.s3 is not None
-        return {"bucket": BUCKET, "prefix": prefix, "endpoint": self.s3.endpoint, "region": REGION,
-                "credentialsSecret": {"name": S3_SECRET, "namespace": self.namespace}}
 
     # --- helpers ------------------------------------------------------------------------
 

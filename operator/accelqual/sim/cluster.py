@@ -86,6 +86,8 @@ class ClusterDriver:
     kube: KubeClient | None
     operator: OperatorThread | None
     metrics: Metrics
+    #: The local S3 of the run's evidence (only the operator talks to it), or None.
+    s3: LocalS3 | None
     #: Waits are this many times what the tests ask (a real cluster pulls images and runs real probes).
     timeout_scale: float = 1.0
 
@@ -150,7 +152,8 @@ class ClusterDriver:
                        run_id: str | None = None) -> dict[str, Any]:
         """Poll until the Qualification reaches one of `phases` (for a new run, if `run_id` is the old one)."""
         wanted = set(phases)
-        deadline = time.monotonic() + timeout * self.timeout_scale
+        timeout *= self.timeout_scale
+        deadline = time.monotonic() + timeout
         while True:
             obj = self.qualification(name)
             status = obj.get("status") or {}
@@ -171,6 +174,20 @@ class ClusterDriver:
 
     def events(self) -> list[dict[str, Any]]:
         return self.api.list_all("/api/v1/events")
+
+    def report_spec(self, prefix: str = "runs") -> dict[str, Any]:
+        """The `report` section pointing at this cluster's local S3."""
+        if self.s3 is None:
+            raise RuntimeError("this cluster has no S3")
+        return {"bucket": BUCKET, "prefix": prefix, "endpoint": self.s3.endpoint, "region": REGION,
+                "credentialsSecret": {"name": S3_SECRET, "namespace": self.namespace}}
+
+    def s3_secret(self) -> dict[str, Any]:
+        """The Secret holding the local S3's keys, which `report_spec()` names."""
+        return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": S3_SECRET, "namespace": self.namespace},
+                "data": {"AWS_ACCESS_KEY_ID": base64.b64encode(ACCESS_KEY.encode()).decode(),
+                         "AWS_SECRET_ACCESS_KEY": base64.b64encode(SECRET_KEY.encode()).decode()}}
 
 
 class SimulatedCluster(ClusterDriver):
@@ -212,12 +229,7 @@ class SimulatedCluster(ClusterDriver):
         if self.s3 is not None:
             self.s3.start()
             self.s3.create_bucket(BUCKET)
-            self.api.create(f"/api/v1/namespaces/{self.namespace}/secrets", {
-                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": S3_SECRET, "namespace": self.namespace},
-                "type": "Opaque",
-                "data": {"AWS_ACCESS_KEY_ID": base64.b64encode(ACCESS_KEY.encode()).decode(),
-                         "AWS_SECRET_ACCESS_KEY": base64.b64encode(SECRET_KEY.encode()).decode()},
-            })
+            self.api.create(f"/api/v1/namespaces/{self.namespace}/secrets", self.s3_secret())
         self.kubelet = SimulatedKubelet(self.api, self.sim_nodes, self._runner, max_parallel=self._kubelet_parallel,
                                         interval=self._kubelet_interval, log_sink=self.server.emulator.set_pod_log)
         if self.clock is not None:
@@ -266,10 +278,3 @@ class SimulatedCluster(ClusterDriver):
         self.sim_nodes.pop(name, None)
         if self.kubelet is not None:
             self.kubelet.nodes.pop(name, None)
-
-    def report_spec(self, prefix: str = "runs") -> dict[str, Any]:
-        """The `report` section pointing at this cluster's local S3."""
-        if self.s3 is None:
-            raise RuntimeError("this simulated cluster has no S3")
-        return {"bucket": BUCKET, "prefix": prefix, "endpoint": self.s3.endpoint, "region": REGION,
-                "credentialsSecret": {"name": S3_SECRET, "namespace": self.namespace}}
