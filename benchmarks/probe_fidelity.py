@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import statistics
@@ -53,7 +54,7 @@ import torch
 from accelqual_probes import reference as blas
 from accelqual_probes.catalog import BY_ID, GEMM_DTYPES, Suite
 from accelqual_probes.checks.general import CopyParams
-from accelqual_probes.checks.performance import BandwidthParams, GemmParams
+from accelqual_probes.checks.performance import BandwidthParams, GemmParams, timed_rounds
 from accelqual_probes.devices.cpu import ENV_CPU_THREADS, read_cpuinfo, read_meminfo
 from accelqual_probes.registry import Sizing
 from accelqual_probes.runner import PreparedRun, ProbeRequest, ProbeUsageError, execute, prepare
@@ -62,17 +63,22 @@ from accelqual_probes.schema import CheckResult, Verdict
 MIB = 1 << 20
 #: Targets of issue 8: probe / best reference, per device class and check family.
 TARGETS = {"cpu": {"gemm": 0.95, "membw": 0.90}, "accelerator": {"gemm": 0.97, "membw": 0.92}}
-#: Reference candidates measured round by round after the sweep (the rest are dropped).
-KEEP_CANDIDATES = 2
+#: The fastest candidates after the sweep's passes are timed again, in this many interleaved
+#: passes, and the one with the best median of those passes is the reference of every round.
+FINALISTS = 3
+FINAL_PASSES = 3
 #: A reference candidate whose single call would take longer than this is not tried.
 MAX_CALL_S = 0.6
 #: Candidates within this share of the fastest after the first pass are timed again, in
 #: this many interleaved passes, before the fastest are kept.
 CONTENDER_SHARE = 0.6
 EXTRA_PASSES = 2
-#: Seconds one timed reference sample lasts at least: single calls on a CPU (a shared host preempts
-#: long samples), batches long enough to hide the synchronisation on an accelerator.
-SAMPLE_S = {"cpu": 0.001, "accelerator": 0.05}
+#: Seconds one timed reference sample lasts at least on an accelerator: batches long enough to hide
+#: the synchronisation. On a CPU a reference sample lasts as long as one of the probe's timed rounds
+#: (`GemmParams.round_s`, the calls it needs rounded up, as `timing.calibrate` does): the best of
+#: many short samples is faster than the best of as many longer ones, which is a statistic, not a
+#: faster kernel.
+SAMPLE_S = {"accelerator": 0.05}
 
 Run = Callable[[int], None]
 
@@ -96,11 +102,12 @@ class Subject:
     scale: float  # work per second -> unit
     family: str  # gemm, membw, link, collective
     candidates: list[Candidate]
-    #: Timed samples per round and candidate: the probe's own number of timed rounds, and like the
-    #: probe's, fewer (at least 4) where they would take longer than `budget_s`.
+    #: Timed samples per round: the probe's own number of timed rounds, and like the probe's,
+    #: fewer (at least 4) where they would take longer than `samples_for` allows.
     samples: int
     sample_s: float
-    budget_s: float = float("inf")
+    #: The probe's rule for its number of timed rounds given the seconds of one call (GEMM), if any.
+    samples_for: Callable[[float], int] | None = None
     #: Whether the work spans every card (a collective): timing waits for all of them.
     all_devices: bool = False
 
@@ -286,7 +293,10 @@ def _copy_candidates(device: torch.device, probe_nbytes: int, tiny: bool) -> lis
         label = f"{nbytes // MIB} MiB"
         out.append(Candidate(f"torch copy_ {label}", 2.0 * nbytes, _torch_copy(device, nbytes)))
         if device.type == "cpu":
-            out.append(Candidate(f"numpy copyto {label}", 2.0 * nbytes, _numpy_copy(nbytes)))
+            # Both layouts: where the destination lies relative to the source moves memcpy's speed.
+            out.append(Candidate(f"numpy copyto {label}", 2.0 * nbytes, _numpy_copy(nbytes, source_first=True)))
+            out.append(Candidate(f"numpy copyto {label} (destination allocated first)", 2.0 * nbytes,
+                                 _numpy_copy(nbytes, source_first=False)))
     return out
 
 
@@ -309,10 +319,14 @@ def _torch_copy(device: torch.device, nbytes: int) -> Callable[[], tuple[Run, Ca
     return open_
 
 
-def _numpy_copy(nbytes: int) -> Callable[[], tuple[Run, Callable[[], None]]]:
+def _numpy_copy(nbytes: int, source_first: bool) -> Callable[[], tuple[Run, Callable[[], None]]]:
     def open_() -> tuple[Run, Callable[[], None]]:
-        src = np.ones(nbytes // 8)
-        dst = np.zeros(nbytes // 8)
+        if source_first:
+            src = np.ones(nbytes // 8)
+            dst = np.zeros(nbytes // 8)
+        else:
+            dst = np.zeros(nbytes // 8)
+            src = np.ones(nbytes // 8)
 
         def run(repeats: int) -> None:
             for _ in range(repeats):
@@ -376,10 +390,15 @@ def subjects(run: PreparedRun, tiny: bool) -> list[Subject]:
     backend = run.backend
     device = backend.torch_device(0)
     sizing = _sizing(run)
-    sample_s = SAMPLE_S["accelerator" if backend.accelerator else "cpu"]
     gemm = GemmParams.for_run(sizing)
+    sample_s = SAMPLE_S["accelerator"] if backend.accelerator else gemm.round_s
+    interleaved = run.profile.relative_to_reference  # the probe times its in-run reference in between
+
+    def gemm_samples(call_s: float) -> int:
+        return timed_rounds(gemm, call_s, interleaved)
+
     out = [Subject(f"perf.gemm.{d}", "tflops", "TFLOPS", 1e12, "gemm",
-                   _gemm_candidates(device, d, backend.torch_dtype(d), tiny), gemm.rounds, sample_s, gemm.budget_s)
+                   _gemm_candidates(device, d, backend.torch_dtype(d), tiny), gemm.rounds, sample_s, gemm_samples)
            for d in GEMM_DTYPES]
     bandwidth = BandwidthParams.for_run(sizing)
     # The probe copies once per timed round: so do the references.
@@ -409,12 +428,15 @@ def probe_once(run: PreparedRun, subject: Subject) -> tuple[float | None, CheckR
     return (values[0] if values else None), result
 
 
-def sweep(subject: Subject, sync: Callable[[], None]) -> dict[str, float]:
-    """Each candidate's best rate (unit per second); too-slow ones are left out.
+def sweep(subject: Subject, sync: Callable[[], None]) -> tuple[dict[str, float], str]:
+    """Each candidate's best rate (unit per second; too-slow ones are left out) and the chosen reference.
 
     A shared host has slow phases lasting seconds: a candidate timed only during one would
     look slower than it is. So after a first pass over every candidate the contenders (within
-    `CONTENDER_SHARE` of the fastest) are timed again in `EXTRA_PASSES` interleaved passes.
+    `CONTENDER_SHARE` of the fastest) are timed again in `EXTRA_PASSES` interleaved passes,
+    and the `FINALISTS` fastest of them in `FINAL_PASSES` more; the reference is the finalist
+    with the best median over those final passes (a median, so that one lucky sample does not
+    pick a kernel that is not faster).
     """
     rates: dict[str, float] = {}
     last_rate: dict[str, float] = {}
@@ -436,7 +458,15 @@ def sweep(subject: Subject, sync: Callable[[], None]) -> dict[str, float]:
         for candidate in contenders:
             rates[candidate.name] = max(rates[candidate.name],
                                         _time_candidate(candidate, subject, sync) / subject.scale)
-    return rates
+    ranked = sorted(contenders, key=lambda c: -rates[c.name])[:FINALISTS]
+    finals: dict[str, list[float]] = {c.name: [] for c in ranked}
+    for _ in range(FINAL_PASSES if len(ranked) > 1 else 0):
+        for candidate in ranked:
+            rate = _time_candidate(candidate, subject, sync) / subject.scale
+            finals[candidate.name].append(rate)
+            rates[candidate.name] = max(rates[candidate.name], rate)
+    chosen = max(finals, key=lambda name: statistics.median(finals[name] or [rates[name]]), default="")
+    return rates, chosen
 
 
 def _time_candidate(candidate: Candidate, subject: Subject, sync: Callable[[], None]) -> float:
@@ -447,15 +477,25 @@ def _time_candidate(candidate: Candidate, subject: Subject, sync: Callable[[], N
         single = _seconds_per_call(run, 1, sync)
         if single > MAX_CALL_S:
             return candidate.work / single
-        repeats = max(1, round(subject.sample_s / single))
+        repeats = _repeats(subject.sample_s, single)
         return max(candidate.work / single, _best_rate(run, candidate.work, repeats, 3, sync))
     finally:
         close()
 
 
+def _repeats(sample_s: float, call_s: float) -> int:
+    """Calls in one timed sample of at least `sample_s` seconds, rounded up as `timing.calibrate` does."""
+    return max(1, math.ceil(sample_s / max(call_s, 1e-7)))
+
+
 def measure(run: PreparedRun, subject: Subject, rounds: int, log: Callable[[str], None],
             worker: ThreadPoolExecutor) -> Outcome | None:
-    """Probe and reference in alternating rounds; the reference runs in `worker` (see `reference_worker`)."""
+    """Probe and reference in alternating rounds; the reference runs in `worker` (see `reference_worker`).
+
+    Both sides count the best of the same number of timed samples per round, each sample
+    about as long as the probe's: the reference is one kernel (the sweep's choice), so
+    neither side takes the better of two noisy values where the other takes one.
+    """
     outcome = Outcome(subject.check_id, subject.unit, subject.family)
     value, result = probe_once(run, subject)  # warm-up, and tells whether the device runs this check
     if result.verdict is Verdict.SKIP:
@@ -465,41 +505,37 @@ def measure(run: PreparedRun, subject: Subject, rounds: int, log: Callable[[str]
         outcome.note = f"probe {result.verdict.value}: {result.reason[:160]}"
         return outcome
     sync = lambda: run.backend.synchronize(None if subject.all_devices else 0)  # noqa: E731
-    outcome.sweep = worker.submit(sweep, subject, sync).result()
-    ranked = sorted((n for n, r in outcome.sweep.items() if r > 0), key=lambda n: -outcome.sweep[n])
-    keep = [c for name in ranked[:KEEP_CANDIDATES] for c in subject.candidates if c.name == name]
-    repeats, samples = {}, {}
-    for c in keep:
-        call_s = c.work / (outcome.sweep[c.name] * subject.scale)
-        repeats[c.name] = max(1, round(subject.sample_s / call_s))
-        within_budget = subject.budget_s / (call_s * repeats[c.name])
-        samples[c.name] = max(min(4, subject.samples), int(min(subject.samples, within_budget)))
-    opened: list[tuple[Candidate, Run, Callable[[], None]]] = []
+    outcome.sweep, chosen_name = worker.submit(sweep, subject, sync).result()
+    chosen = next((c for c in subject.candidates if c.name == chosen_name), None)
+    if chosen is None:
+        outcome.note = "no reference candidate ran"
+        return outcome
+    call_s = chosen.work / (outcome.sweep[chosen.name] * subject.scale)
+    repeats = _repeats(subject.sample_s, call_s)
+    samples = subject.samples if subject.samples_for is None else subject.samples_for(call_s)
+    opened: list[tuple[Run, Callable[[], None]]] = []
 
-    def open_all() -> None:
-        for c in keep:
-            candidate_run, close = c.open()
-            opened.append((c, candidate_run, close))
-            candidate_run(1)  # warm-up
+    def open_reference() -> None:
+        reference_run, close = chosen.open()
+        opened.append((reference_run, close))
+        reference_run(1)  # warm-up
 
-    def reference_round() -> tuple[float, str]:
-        return max(((_best_rate(r, c.work, repeats[c.name], samples[c.name], sync) / subject.scale, c.name)
-                    for c, r, _ in opened), default=(0.0, ""))
+    def reference_round() -> float:
+        return _best_rate(opened[0][0], chosen.work, repeats, samples, sync) / subject.scale
 
-    def close_all() -> None:
-        for _, _, close in opened:
+    def close_reference() -> None:
+        for _, close in opened:
             close()
 
     try:
-        worker.submit(open_all).result()
+        worker.submit(open_reference).result()
         for index in range(rounds):
             sides = ("probe", "reference") if index % 2 == 0 else ("reference", "probe")
             probe_value: float | None = None
             for side in sides:
                 if side == "reference":
-                    rate, name = worker.submit(reference_round).result()
-                    outcome.reference.append(rate)
-                    outcome.reference_names.append(name)
+                    outcome.reference.append(worker.submit(reference_round).result())
+                    outcome.reference_names.append(chosen.name)
                     continue
                 started = time.perf_counter()
                 probe_value, result = probe_once(run, subject)
@@ -513,7 +549,7 @@ def measure(run: PreparedRun, subject: Subject, rounds: int, log: Callable[[str]
             if probe_value is not None and outcome.reference[-1] > 0:
                 outcome.round_ratios.append(probe_value / outcome.reference[-1])
     finally:
-        worker.submit(close_all).result()
+        worker.submit(close_reference).result()
     spec = BY_ID[subject.check_id]
     outcome.nominal, _ = run.profile.basis(spec)
     outcome.target = TARGETS["accelerator" if run.backend.accelerator else "cpu"].get(subject.family)
