@@ -48,18 +48,21 @@ the check's own sizing, the device backend, the `cpu-reference` judgement with i
 numpy reference on a CPU) and, in the same process and alternating with it (probe first in
 even rounds, reference first in odd ones), the best reference the benchmark finds: a sweep
 over candidates (numpy/BLAS and `torch.mm(out=)` at square and rectangular shapes on a CPU,
-`torch.mm` through cuBLAS and cuBLASLt at large shapes on a GPU; numpy and torch copies of
-64 MiB to 512 MiB, a device-to-device copy on a GPU), with the close ones timed again in
-interleaved passes, keeps the two fastest, which are then timed in every round with as many
-samples each as the probe takes. In each round each side counts its best sample (contention
-on a shared host only ever slows a measurement down). The judged ratio is the median over
-rounds of probe / reference: both sides of a round run within seconds of each other, so the
-host's slow phases, which last seconds, cancel out. The ratio of the two sides' best rounds
-is shown beside it. Because the reference is the best of several candidates, the ratios err
-against the probe; a ratio above 1 is noise of a shared host, not a faster probe (the spread
-columns say how much single rounds varied; one probe round is one complete run of the check,
-its own choice of size included). The probe
-and the references run at the same CPU thread count, and the references run in a worker
+`torch.mm` through cuBLAS and cuBLASLt at large shapes on a GPU; numpy copies in both array
+layouts and torch copies of 64 MiB to 512 MiB, a device-to-device copy on a GPU) times the
+close ones again in interleaved passes and the three fastest in three more; the one with the
+best median over those passes is the reference, and only it is timed in the rounds, with as
+many samples as the probe takes and, on a CPU, samples as long as the probe's rounds (a
+reference counting the better of two kernels per round, or the best of more or shorter
+samples, would win by a statistic of the noise, not by being faster). In each round each
+side counts its best sample (contention on a shared host only ever slows a measurement
+down). The judged ratio is the median over rounds of probe / reference: both sides of a
+round run within seconds of each other, so the host's slow phases, which last seconds,
+cancel out. The ratio of the two sides' best rounds is shown beside it. Because the
+reference is the fastest of many candidates, the ratios err against the probe; a ratio above
+1 is noise of a shared host, not a faster probe (the spread columns say how much single
+rounds varied; one probe round is one complete run of the check, its own choice of size
+included). The probe and the references run at the same CPU thread count, and the references run in a worker
 thread as the probe's checks do: glibc gives each thread its own malloc arena, and in the
 main thread the fp32 temporaries of CPU fp8 GEMM went back to the kernel on every call
 (53 instead of 66 GFLOPS), which made the probe look better than its reference.

@@ -8,17 +8,21 @@ supports, `perf.membw`, and on GPUs `gen.h2d`, `gen.d2h` and, with two or more c
 `perf.allreduce`) the probe runs through its real code path (runner, lifecycle thread,
 the check's own sizing, the device backend) and, in the same process and alternating with
 it (probe first in even rounds, reference first in odd ones), the best reference this
-script can find: a sweep over candidates (numpy/BLAS and `torch.mm` into a preallocated
+script can find. A sweep over candidates (numpy/BLAS and `torch.mm` into a preallocated
 output at several square and rectangular shapes on CPU; `torch.mm` through cuBLAS and
-cuBLASLt at large shapes on GPU; numpy and torch copies of several sizes beyond the
-caches; a device-to-device copy; pinned host copies; NCCL all-reduce), with the close
-ones timed again in interleaved passes, keeps the two fastest, which are then timed in
-every round with as many samples each as the probe takes. In each round each side counts
-its best sample (contention only ever slows a measurement down), the reference the
-better of its two candidates; the judged ratio is the median over rounds of probe /
-reference, because both sides of a round run within seconds of each other and the host's
-slow phases, which last seconds, cancel out. The ratio of the two sides' best rounds is
-printed beside it. The reference is the best of several candidates, so the ratio errs
+cuBLASLt at large shapes on GPU; numpy copies in both array layouts and torch copies of
+several sizes beyond the caches; a device-to-device copy; pinned host copies; NCCL
+all-reduce) times the close ones again in interleaved passes, then the three fastest in
+three more; the one with the best median over those passes is the reference, and only it
+is timed in the rounds. Both sides take the same number of timed samples per round (the
+probe's number of timed rounds) and, on a CPU, samples of about the same length (the
+probe's round length): a reference that counted the better of two kernels per round, or
+the best of more or shorter samples, would win by a statistic of the noise, not by being
+faster. In each round each side counts its best sample (contention only ever slows a
+measurement down); the judged ratio is the median over rounds of probe / reference,
+because both sides of a round run within seconds of each other and the host's slow
+phases, which last seconds, cancel out. The ratio of the two sides' best rounds is
+printed beside it. The reference is the fastest of many candidates, so the ratio errs
 against the probe.
 
 The CPU probe runs single-threaded unless ACCELQUAL_CPU_THREADS says otherwise; the
