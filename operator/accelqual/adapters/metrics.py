@@ -13,14 +13,17 @@ other label is a Qualification, a check id, a phase, a verdict or a taint key.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from accelqual_probes.catalog import BY_ID
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from accelqual import __version__
 from accelqual.models import QualificationStatus
@@ -38,6 +41,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self._lock = threading.Lock()
         self.info = Gauge("accelqual_build_info", "Always 1 while the operator runs; `version` is the operator's "
                           "version. Absent means the operator is down or not scraped", ["version"], registry=r)
         self.info.labels(__version__).set(1)
@@ -64,21 +68,13 @@ class Metrics:
                               "Qualification last made progress (started, or a node got a verdict); a Running "
                               "run whose value is old is stalled", ["qualification"], registry=r)
         # --- nodes and checks of the current run --------------------------------------------
-        self.node_verdict = Gauge("accelqual_node_verdict", "1 for the verdict of a node in the current run of a "
-                                  "Qualification (pass, fail, inconclusive), 0 for the others",
-                                  ["qualification", "node", "verdict"], registry=r)
-        self.check_value = Gauge("accelqual_check_value", "Primary measured value of a performance check on a "
-                                 "node in the current run (the worst device), in the check's unit; only checks "
-                                 "compared across the pool are exported per node, to bound the series count; "
-                                 "the check's limit is in the node's report",
-                                 ["qualification", "node", "check", "unit"], registry=r)
+        # Per-node series live in plain dicts and become samples only when scraped (`_NodeSeries`):
+        # `labels()` of a labelled Gauge costs tens of microseconds, and a 5,000-node run sets some
+        # 80,000 of them, more CPU than the rest of a node's handling.
+        self._node_series = _NodeSeries(self._lock)
+        r.register(self._node_series)
         self.check_failed = Gauge("accelqual_check_failed_nodes", "Nodes of the current run on which a check "
                                   "failed or errored", ["qualification", "check"], registry=r)
-        self.check_duration = Histogram("accelqual_check_duration_seconds", "Wall time of one check on one node, "
-                                        "as the probe measured it", ["qualification", "check"],
-                                        buckets=DURATION_BUCKETS, registry=r)
-        self.probe_duration = Gauge("accelqual_node_probe_duration_seconds", "Wall time of the whole probe run on "
-                                    "a node in the current run", ["qualification", "node"], registry=r)
         # --- actions and errors -------------------------------------------------------------
         self.taints = Counter("accelqual_taint_actions_total", "Taints added or removed on nodes by the operator",
                               ["qualification", "action", "key"], registry=r)
@@ -94,12 +90,9 @@ class Metrics:
                                   registry=r)
         self.uploads = Counter("accelqual_evidence_uploads_total", "Evidence uploads to S3 by result (ok, failed)",
                                ["result"], registry=r)
-        self._lock = threading.Lock()
         self._runs: dict[str, str | None] = {}
         self._phases: dict[str, str] = {}
         self._done: dict[str, int] = {}
-        self._series: dict[str, set[tuple[str, ...]]] = {}
-        self._duration_children: dict[tuple[str, str], Any] = {}
         self._failed_checks: dict[str, dict[str, set[str]]] = {}
         self._server: WSGIServer | None = None
         self.port: int | None = None
@@ -157,12 +150,8 @@ class Metrics:
         with self._lock:
             if self._runs.get(name) not in (None, result.run_id):
                 return  # a straggler of an older run: its series were dropped with that run
-            series = self._series.setdefault(name, set())
-            for verdict in VERDICTS:
-                self.node_verdict.labels(name, result.node, verdict).set(
-                    1.0 if result.verdict.value == verdict else 0.0)
-            series.add(("verdict", result.node))
             failed = self._failed_checks.setdefault(name, {})
+            values: dict[str, tuple[str, float]] = {}
             for check_id, outcome in result.checks.items():
                 nodes = failed.get(check_id)
                 if nodes is None:
@@ -176,32 +165,22 @@ class Metrics:
                 if len(nodes) != before:
                     self.check_failed.labels(name, check_id).set(len(nodes))
                 if outcome.duration_seconds:
-                    # Label lookups cost more than the observation itself at fleet scale: keep the child.
-                    child = self._duration_children.get((name, check_id))
-                    if child is None:
-                        child = self._duration_children[(name, check_id)] = self.check_duration.labels(name, check_id)
-                    child.observe(outcome.duration_seconds)
+                    durations = self._node_series.durations.get((name, check_id))
+                    if durations is None:
+                        durations = self._node_series.durations[(name, check_id)] = [0.0] * (len(DURATION_BUCKETS) + 2)
+                    durations[bisect.bisect_left(DURATION_BUCKETS, outcome.duration_seconds)] += 1
+                    durations[-1] += outcome.duration_seconds
                 spec = BY_ID.get(check_id)
                 # Per-node values only for the checks compared across the pool (about a dozen): with all
                 # checks a 5,000-node pool would export over 100,000 series from one operator.
-                if outcome.value is None or spec is None or not spec.fleet_compare:
-                    continue
-                unit = spec.unit
-                self.check_value.labels(name, result.node, check_id, unit).set(outcome.value)
-                series.add(("check", result.node, check_id, unit))
-            self.probe_duration.labels(name, result.node).set(result.duration_seconds)
-            series.add(("duration", result.node))
+                if outcome.value is not None and spec is not None and spec.fleet_compare:
+                    values[check_id] = (spec.unit, outcome.value)
+            self._node_series.nodes.setdefault(name, {})[result.node] = _NodeSample(
+                result.verdict.value, values, result.duration_seconds)
 
     def _drop_series(self, name: str) -> None:
         """Forget the per-node series of `name`'s current run (a new run starts, or it is gone)."""
-        for key in self._series.pop(name, set()):
-            if key[0] == "verdict":
-                for verdict in VERDICTS:
-                    _remove(self.node_verdict, name, key[1], verdict)
-            elif key[0] == "check":
-                _remove(self.check_value, name, *key[1:])
-            else:
-                _remove(self.probe_duration, name, key[1])
+        self._node_series.nodes.pop(name, None)
         for check_id in self._failed_checks.pop(name, {}):
             _remove(self.check_failed, name, check_id)
 
@@ -226,6 +205,8 @@ class Metrics:
         with self._lock:
             for name in names:
                 self._drop_series(name)
+                for key in [k for k in self._node_series.durations if k[0] == name]:
+                    del self._node_series.durations[key]
                 self._runs.pop(name, None)
                 self._phases.pop(name, None)
                 self._done.pop(name, None)
@@ -236,6 +217,58 @@ class Metrics:
                 for gauge in (self.run_started, self.last_run_finished, self.progress, self.backlog,
                               self.outbox_bytes):
                     _remove(gauge, name)
+
+
+@dataclass(frozen=True)
+class _NodeSample:
+    verdict: str
+    #: check id -> (unit, primary value), for the checks compared across the pool
+    values: dict[str, tuple[str, float]]
+    duration_seconds: float
+
+
+class _NodeSeries(Collector):
+    """The per-node series of the current runs and the check durations, built at scrape time."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        #: qualification -> node -> its latest result in the current run
+        self.nodes: dict[str, dict[str, _NodeSample]] = {}
+        #: (qualification, check) -> observations per bucket of DURATION_BUCKETS (+Inf last), then their sum
+        self.durations: dict[tuple[str, str], list[float]] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        verdicts = GaugeMetricFamily(
+            "accelqual_node_verdict", "1 for the verdict of a node in the current run of a Qualification (pass, "
+            "fail, inconclusive), 0 for the others", labels=["qualification", "node", "verdict"])
+        values = GaugeMetricFamily(
+            "accelqual_check_value", "Primary measured value of a performance check on a node in the current run "
+            "(the worst device), in the check's unit; only checks compared across the pool are exported per node, "
+            "to bound the series count; the check's limit is in the node's report",
+            labels=["qualification", "node", "check", "unit"])
+        durations = GaugeMetricFamily(
+            "accelqual_node_probe_duration_seconds", "Wall time of the whole probe run on a node in the current run",
+            labels=["qualification", "node"])
+        histogram = HistogramMetricFamily(
+            "accelqual_check_duration_seconds", "Wall time of one check on one node, as the probe measured it",
+            labels=["qualification", "check"])
+        with self._lock:
+            snapshot = [(name, list(nodes.items())) for name, nodes in self.nodes.items()]
+            duration_rows = [(key, list(counts)) for key, counts in self.durations.items()]
+        for (name, check_id), counts in duration_rows:
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*(str(float(b)) for b in DURATION_BUCKETS), "+Inf"), counts, strict=False):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            histogram.add_metric([name, check_id], buckets, counts[-1])
+        for name, nodes in snapshot:
+            for node, sample in nodes:
+                for verdict in VERDICTS:
+                    verdicts.add_metric([name, node, verdict], 1.0 if sample.verdict == verdict else 0.0)
+                for check_id, (unit, value) in sample.values.items():
+                    values.add_metric([name, node, check_id, unit], value)
+                durations.add_metric([name, node], sample.duration_seconds)
+        return [verdicts, values, durations, histogram]
 
 
 def _remove(metric: Gauge, *labels: str) -> None:
