@@ -181,21 +181,46 @@ def _recheck(check: CheckResult, report: ProbeReport, profile: CardProfileSpec |
                                             "reason": f"no measurement of thresholded metric {threshold.metric}"})
         if not consistent(values, threshold):
             return _refuted(check, threshold, "violates its own threshold")
-    spec = BY_ID.get(check.id)
-    if profile is not None and spec is not None and spec.metric:
+    limit = _profile_limit(profile, check.id) if profile is not None else None
+    if limit is not None:
+        values = by_metric.get(limit.metric)
+        if values is not None and not consistent(values, limit):
+            return _refuted(check, limit, f"outside the profile's limit ({limit.basis})")
+    return check
+
+
+#: id(profile) -> (the profile, check id -> its limit or None). The operator judges thousands of reports
+#: against the same few profiles; resolving a limit builds a model each time (a third of a report's
+#: judging). Keyed by identity and holding the profile itself, so an id is never reused while cached.
+_LIMITS: dict[int, tuple[CardProfileSpec, dict[str, Threshold | None]]] = {}
+_LIMITS_MAX = 64
+
+
+def _profile_limit(profile: CardProfileSpec, check_id: str) -> Threshold | None:
+    """The operator's own limit on `check_id`'s primary metric from `profile` (None: the profile sets none)."""
+    entry = _LIMITS.get(id(profile))
+    if entry is None or entry[0] is not profile:
+        if len(_LIMITS) >= _LIMITS_MAX:
+            _LIMITS.clear()
+        entry = _LIMITS[id(profile)] = (profile, {})
+    limits = entry[1]
+    if check_id in limits:
+        return limits[check_id]
+    limit: Threshold | None = None
+    spec = BY_ID.get(check_id)
+    if spec is not None and spec.metric:
         basis, basis_name = profile.basis(spec)
         if profile.relative_to_reference:
             # Its fractions are of a reference measured in the run, which only the report knows; its
             # absolute limits (no mismatches, no leaked bytes, ...) hold all the same.
             basis, basis_name = None, ""
-        rule = profile.rule(check.id)
+        rule = profile.rule(check_id)
         if basis is not None or rule.min is not None or rule.max is not None:
-            threshold = resolve(spec.metric, spec.unit, rule, basis, basis_name)
-            values = by_metric.get(spec.metric)
-            if (threshold.min is not None or threshold.max is not None) and values is not None \
-                    and not consistent(values, threshold):
-                return _refuted(check, threshold, f"outside the profile's limit ({threshold.basis})")
-    return check
+            resolved = resolve(spec.metric, spec.unit, rule, basis, basis_name)
+            if resolved.min is not None or resolved.max is not None:
+                limit = resolved
+    limits[check_id] = limit
+    return limit
 
 
 def _implausible(report: ProbeReport, profile: CardProfileSpec | None) -> str | None:
@@ -233,29 +258,29 @@ def _refuted(check: CheckResult, threshold: Threshold, why: str) -> CheckResult:
 
 
 def _outcome(check: CheckResult) -> CheckOutcome:
-    """What the operator keeps of a check: primary value, the fail limit on it, and why it did not pass."""
+    """What the operator keeps of a check: primary value (the worst device's: the lowest if higher is
+    better), the fail limit on it, and why it did not pass. One pass each over thresholds and measurements:
+    this runs for every check of every node."""
     spec = BY_ID.get(check.id)
-    limit = next((t for t in reversed(check.thresholds)
-                  if t.severity is Severity.FAIL and spec is not None and t.metric == spec.metric), None)
+    metric = spec.metric if spec is not None else ""
+    limit: Threshold | None = None
+    value: float | None = None
+    if spec is not None and metric:
+        for t in reversed(check.thresholds):
+            if t.severity is Severity.FAIL and t.metric == metric:
+                limit = t
+                break
+        values = [m.value for m in check.measurements if m.metric == metric]
+        if values:
+            value = min(values) if spec.higher_is_better else max(values)
     return CheckOutcome(
         verdict=check.verdict.value,
-        value=_primary_value(check),
+        value=value,
         minimum=limit.min if limit is not None else None,
         maximum=limit.max if limit is not None else None,
         reason=_printable(check.reason)[:MAX_CHECK_REASON] if check.verdict is not Verdict.PASS else "",
         duration_seconds=check.duration_seconds,
     )
-
-
-def _primary_value(check: CheckResult) -> float | None:
-    """The worst device's value of the check's primary metric (min if higher is better)."""
-    spec = BY_ID.get(check.id)
-    if spec is None or not spec.metric:
-        return None
-    values = [m.value for m in check.measurements if m.metric == spec.metric]
-    if not values:
-        return None
-    return min(values) if spec.higher_is_better else max(values)
 
 
 def summarize_checks(results: Mapping[str, NodeResult]) -> dict[str, list[float]]:
