@@ -189,19 +189,21 @@ class ResourceMirror(Generic[V]):
             if response.status == 410:
                 raise GoneError()
             response.raise_for_status()
+
+            async def lines() -> None:
+                # One task for the whole stream: a task and a wait per line (to race each read against
+                # `stop`) cost more than decoding the line.
+                async for line in response.content:
+                    self._apply(json.loads(line))
+
+            reader = asyncio.ensure_future(lines())
             stopper = asyncio.ensure_future(stop.wait())
             try:
-                while True:
-                    reader = asyncio.ensure_future(response.content.readline())
-                    done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                    if stopper in done:
-                        reader.cancel()
-                        return
-                    line = reader.result()
-                    if not line:
-                        return  # the server ended the watch (timeoutSeconds): resume from our rv
-                    self._apply(json.loads(line))
+                done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    reader.result()  # the server ended the watch (timeoutSeconds), or an error to retry on
             finally:
+                reader.cancel()
                 stopper.cancel()
 
     def _apply(self, event: Mapping[str, Any]) -> None:

@@ -87,8 +87,11 @@ class ClusterMirrors:
         self._nodes = ResourceMirror(connection, "/api/v1/nodes", parse=node_info, on_change=node_changed)
         self._probes = ResourceMirror(connection, f"/api/v1/namespaces/{namespace}/pods", parse=_probe,
                                       on_change=probe_changed, label_selector=f"{LABEL_APP_MANAGED_BY}={MANAGER}")
-        # Only pods bound to a node and not finished can hold accelerators.
+        # Only pods bound to a node and not finished can hold accelerators, and our own probe pods are not
+        # workloads: the server filters them out (the probe mirror sees them), so each of a probe pod's
+        # state changes is sent and decoded once, not twice. `!=` also matches pods without the label.
         self._workloads = ResourceMirror(connection, "/api/v1/pods", parse=_busy, on_change=busy_changed,
+                                         label_selector=f"{LABEL_APP_MANAGED_BY}!={MANAGER}",
                                          field_selector="spec.nodeName!=,status.phase!=Succeeded,"
                                                         "status.phase!=Failed")
 
