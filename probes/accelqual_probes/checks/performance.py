@@ -49,6 +49,10 @@ class GemmParams(CheckParams):
     round_s: float = 0.1
     #: Seconds all timed rounds may take: long GEMMs get fewer rounds, never fewer than 4.
     budget_s: float = 60.0
+    #: Seconds the timed rounds should span at least (more rounds than `rounds` for short GEMMs).
+    window_s: float = 0.0
+    #: Interleaved passes over the sizes with cheap calls after the walk (see `_fastest_size`).
+    retime_passes: int = 3
     #: Seconds of timed samples per size while choosing it (at least 3 samples, at most 10).
     sweep_s: float = 0.0
 
@@ -58,19 +62,24 @@ class GemmParams(CheckParams):
             return cls(sizes=(4096, 8192) if sizing.quick else (4096, 8192, 16384), rounds=5, round_s=0.1)
         # A shared CPU host preempts its processes every few milliseconds: rounds of a single GEMM
         # (the best of many) see the undisturbed speed that long rounds rarely do.
+        # The host's fast moments come and go within tenths of a second: 16 rounds of short GEMMs
+        # (~0.1 s) often fell entirely in a slow stretch and read 10-20% low, so rounds of short
+        # GEMMs continue until they span `window_s`.
         if sizing.quick:
             return cls(sizes=(96, 128, 160, 192, 256, 384, 512, 768), rounds=12, round_s=0.002, max_call_s=0.05,
-                       budget_s=1.0, sweep_s=0.02)
+                       budget_s=1.0, sweep_s=0.02, window_s=0.1, retime_passes=2)
         return cls(sizes=(96, 128, 160, 192, 256, 384, 512, 768, 1024, 1536, 2048, 2560), rounds=16, round_s=0.002,
-                   max_call_s=0.6, budget_s=1.5, sweep_s=0.02)
+                   max_call_s=0.6, budget_s=1.5, sweep_s=0.02, window_s=0.3)
 
 
 #: A size with long calls (beyond RETIME_MAX_CALL_S) is measured only when it beats every size
 #: with short calls by more than this: long calls are more exposed to preemption on a shared host.
 LONG_CALL_GAIN = 0.03
-#: Sizes whose GEMM takes at most this long are timed again, in this many interleaved passes.
+#: Sizes whose GEMM takes at most this long are timed again, in `GemmParams.retime_passes` interleaved passes.
 RETIME_MAX_CALL_S = 0.05
-RETIME_PASSES = 3
+#: Only cheap sizes within this share of the walk's fastest cheap size are timed again (a kernel
+#: past its cliff, or MKL's fp32 at n=96, at 0.3-0.6x, cannot win and costs time in every pass).
+RETIME_SHARE = 0.7
 
 
 def _candidate_sizes(params: GemmParams, dtype: str, accelerator: bool) -> list[int]:
@@ -97,7 +106,7 @@ class _Gemm:
 def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
                   sync: Callable[[], None]) -> _Gemm:
     """The size to measure: the ladder walked smallest first, then the sizes with cheap calls
-    timed again in `RETIME_PASSES` interleaved passes; the fastest of those, unless a size with
+    timed again in `params.retime_passes` interleaved passes; the fastest of those, unless a size with
     long calls beats it by more than `LONG_CALL_GAIN`.
 
     A shared host's slow phases last seconds, longer than a pass over the small sizes, and a
@@ -121,8 +130,10 @@ def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
         if last.flops / rate <= RETIME_MAX_CALL_S:
             cheap[n] = last
     assert last is not None
+    fastest_walked = max((rates[n] for n in cheap), default=0.0)
+    cheap = {n: gemm for n, gemm in cheap.items() if rates[n] >= RETIME_SHARE * fastest_walked}
     passes = [{n: rates[n] for n in cheap}]
-    for _ in range(RETIME_PASSES if len(cheap) > 1 else 0):
+    for _ in range(params.retime_passes if len(cheap) > 1 else 0):
         passes.append({n: _time_size(gemm, params, sync, ctx) for n, gemm in cheap.items()})
     for n in cheap:
         rates[n] = max(p[n] for p in passes)
@@ -153,7 +164,8 @@ def timed_rounds(params: GemmParams, call_s: float, interleaved: bool) -> int:
     """Timed rounds of a GEMM whose call takes `call_s` within the budget (a reference interleaved
     with the probe doubles a round); `benchmarks/probe_fidelity.py` gives its references as many."""
     round_s = max(params.round_s, call_s) * (2 if interleaved else 1)
-    return max(min(4, params.rounds), min(params.rounds, int(params.budget_s / round_s)))
+    wanted = max(params.rounds, math.ceil(params.window_s / round_s))
+    return max(min(4, params.rounds), min(wanted, int(params.budget_s / round_s)))
 
 
 def _rounds(params: GemmParams, gemm: _Gemm, interleaved: bool) -> int:
