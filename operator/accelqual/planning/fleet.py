@@ -19,6 +19,8 @@ from accelqual_probes.schema import OverallVerdict
 from accelqual.models import FleetRelative
 from accelqual.planning.snapshot import NodeResult
 
+#: The catalog's checks whose values are compared across the pool.
+FLEET_COMPARED = tuple(check_id for check_id, spec in BY_ID.items() if spec.fleet_compare)
 #: Scale factor that makes the MAD a consistent estimator of the standard deviation for normal data.
 MAD_SCALE = 1.4826
 
@@ -69,15 +71,17 @@ def find_outliers(results: Mapping[str, NodeResult], policy: FleetRelative) -> l
     """
     if not policy.enabled:
         return []
-    per_check: dict[str, list[tuple[str, float]]] = {}
+    per_check: dict[str, list[tuple[str, float]]] = {check_id: [] for check_id in FLEET_COMPARED}
     for result in results.values():
         if result.verdict is OverallVerdict.INCONCLUSIVE:
             continue
-        for check_id, outcome in result.checks.items():
-            spec = BY_ID.get(check_id)
-            if spec is None or not spec.fleet_compare or outcome.value is None:
-                continue
-            per_check.setdefault(check_id, []).append((result.node, outcome.value))
+        checks = result.checks
+        # The dozen compared checks looked up in each node's outcomes, rather than each of its ~35 outcomes
+        # looked up in the catalog: this runs over the whole pool in every reconcile of a complete run.
+        for check_id, pairs in per_check.items():
+            outcome = checks.get(check_id)
+            if outcome is not None and outcome.value is not None:
+                pairs.append((result.node, outcome.value))
     outliers: list[Outlier] = []
     for check_id, pairs in sorted(per_check.items()):
         if len(pairs) < policy.min_peers:
@@ -90,6 +94,8 @@ def find_outliers(results: Mapping[str, NodeResult], policy: FleetRelative) -> l
         sigma = MAD_SCALE * statistics.median(abs(v - median) for v in values)
         for node, value in pairs:
             worse_by = (median - value) if higher_is_better else (value - median)
+            if worse_by <= 0:
+                continue  # at or better than the median (max_deviation is positive)
             deviation = worse_by / median
             z = worse_by / sigma if sigma > 0 else (float("inf") if worse_by > 0 else 0.0)
             if deviation > policy.max_deviation and z >= policy.min_robust_z:
