@@ -258,29 +258,29 @@ def _refuted(check: CheckResult, threshold: Threshold, why: str) -> CheckResult:
 
 
 def _outcome(check: CheckResult) -> CheckOutcome:
-    """What the operator keeps of a check: primary value (the worst device's: the lowest if higher is
-    better), the fail limit on it, and why it did not pass. One pass each over thresholds and measurements:
-    this runs for every check of every node."""
+    """What the operator keeps of a check: primary value, the fail limit on it, and why it did not pass."""
     spec = BY_ID.get(check.id)
-    metric = spec.metric if spec is not None else ""
-    limit: Threshold | None = None
-    value: float | None = None
-    if spec is not None and metric:
-        for t in reversed(check.thresholds):
-            if t.severity is Severity.FAIL and t.metric == metric:
-                limit = t
-                break
-        values = [m.value for m in check.measurements if m.metric == metric]
-        if values:
-            value = min(values) if spec.higher_is_better else max(values)
+    limit = next((t for t in reversed(check.thresholds)
+                  if t.severity is Severity.FAIL and spec is not None and t.metric == spec.metric), None)
     return CheckOutcome(
         verdict=check.verdict.value,
-        value=value,
+        value=primary_value(check),
         minimum=limit.min if limit is not None else None,
         maximum=limit.max if limit is not None else None,
         reason=_printable(check.reason)[:MAX_CHECK_REASON] if check.verdict is not Verdict.PASS else "",
         duration_seconds=check.duration_seconds,
     )
+
+
+def primary_value(check: CheckResult) -> float | None:
+    """The worst device's value of the check's primary metric (min if higher is better)."""
+    spec = BY_ID.get(check.id)
+    if spec is None or not spec.metric:
+        return None
+    values = [m.value for m in check.measurements if m.metric == spec.metric]
+    if not values:
+        return None
+    return min(values) if spec.higher_is_better else max(values)
 
 
 def summarize_checks(results: Mapping[str, NodeResult]) -> dict[str, list[float]]:

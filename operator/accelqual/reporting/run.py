@@ -14,6 +14,7 @@ from typing import Any
 from accelqual_probes.catalog import BY_ID
 from accelqual_probes.schema import ProbeReport
 
+from accelqual.planning.results import primary_value
 from accelqual.planning.summary import SUMMARY_SCHEMA
 
 REJECTED_SCHEMA = "accelqual.io/v1/rejected-output"
@@ -145,12 +146,8 @@ def _row(raw: Mapping[str, Any]) -> NodeRow:
 def _cell_from_check(check: Any) -> CheckCell:
     spec = BY_ID.get(check.id)
     metric = spec.metric if spec is not None else ""
-    values = [m.value for m in check.measurements if m.metric == metric]
-    value = None
-    if values and spec is not None:
-        value = min(values) if spec.higher_is_better else max(values)
     limit = next((t for t in check.thresholds if t.metric == metric and t.severity.value == "fail"), None)
-    return CheckCell(verdict=check.verdict.value, value=value, minimum=limit.min if limit else None,
+    return CheckCell(verdict=check.verdict.value, value=primary_value(check), minimum=limit.min if limit else None,
                      maximum=limit.max if limit else None,
                      reason=check.reason if check.verdict.value != "pass" else "")
 
