@@ -195,10 +195,9 @@ class _Connection(asyncio.Protocol):
                 return False
             if self._buf[self._remaining:self._remaining + 2] != b"\r\n":
                 raise HttpError("a chunk does not end with CRLF")
-            self._body += self._buf[:self._remaining]
+            self._body += self._buf[:self._remaining]  # its size was checked against max_body with its size line
             del self._buf[:self._remaining + 2]
             self._remaining = 0
-            self._check_size()
             return True
         end = self._buf.find(b"\r\n")
         if end < 0:
@@ -249,9 +248,9 @@ class Http1Pool:
             raise ValueError(f"not an http(s) server URL: {server!r}")
         self._tls = parts.scheme == "https"
         self._host = parts.hostname
-        self._port = parts.port or (443 if self._tls else 80)
-        self._prefix = parts.path.rstrip("/")
         default_port = 443 if self._tls else 80
+        self._port = parts.port or default_port
+        self._prefix = parts.path.rstrip("/")
         host = f"[{self._host}]" if ":" in self._host else self._host
         self._host_header = host if self._port == default_port else f"{host}:{self._port}"
         self._ssl_context = ssl_context

@@ -35,6 +35,8 @@ VERDICTS = ("pass", "fail", "inconclusive")
 STATES = ("total", "pending", "running", "passed", "failed", "inconclusive", "skipped")
 #: Check durations span a launch-latency probe (well under a second) to a burn-in (an hour).
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
+#: The `le` labels of those buckets, then +Inf, as the client library writes them.
+_BUCKET_BOUNDS = (*(str(float(b)) for b in DURATION_BUCKETS), "+Inf")
 
 
 class Metrics:
@@ -257,7 +259,7 @@ class _NodeSeries(Collector):
             duration_rows = [(key, list(counts)) for key, counts in self.durations.items()]
         for (name, check_id), counts in duration_rows:
             cumulative, buckets = 0.0, []
-            for bound, count in zip((*(str(float(b)) for b in DURATION_BUCKETS), "+Inf"), counts, strict=False):
+            for bound, count in zip(_BUCKET_BOUNDS, counts, strict=False):
                 cumulative += count
                 buckets.append((bound, cumulative))
             histogram.add_metric([name, check_id], buckets, counts[-1])

@@ -97,7 +97,7 @@ def find_outliers(results: Mapping[str, NodeResult], policy: FleetRelative) -> l
             if worse_by <= 0:
                 continue  # at or better than the median (max_deviation is positive)
             deviation = worse_by / median
-            z = worse_by / sigma if sigma > 0 else (float("inf") if worse_by > 0 else 0.0)
+            z = worse_by / sigma if sigma > 0 else float("inf")
             if deviation > policy.max_deviation and z >= policy.min_robust_z:
                 outliers.append(Outlier(node, check_id, value, median, deviation, z))
     return outliers
