@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from accelqual.adapters.http1 import Http1Pool, HttpError
+from accelqual.adapters.http1 import Http1Pool, HttpError, Response
 from accelqual.adapters.kube import KubeError, RetryPolicy
 from accelqual.adapters.kube_async import AsyncKube
 from accelqual.adapters.watch import Connection
@@ -87,6 +87,15 @@ def plain_pool(url: str, **kwargs: object) -> Http1Pool:
     return Http1Pool(url, lambda: False, **kwargs)  # type: ignore[arg-type]
 
 
+async def get_each(script: Script, targets: list[str]) -> tuple[list[Response], Seen]:
+    """GET each target in turn through one pool against a server answering with `script`."""
+    async with scripted(script) as (url, seen):
+        pool = plain_pool(url)
+        responses = [await pool.request("GET", target, {}) for target in targets]
+        await pool.close()
+    return responses, seen
+
+
 async def test_a_kept_alive_connection_serves_every_request() -> None:
     async def script(i: int, writer: asyncio.StreamWriter) -> bool:
         await write(writer, answer(json.dumps({"n": i}).encode()))
@@ -129,11 +138,7 @@ async def test_chunked_answers_split_into_single_bytes_are_reassembled() -> None
         await write(writer, chunked if i == 0 else answer(b"next"), bytewise=i == 0)
         return True
 
-    async with scripted(script) as (url, seen):
-        pool = plain_pool(url)
-        first = await pool.request("GET", "/log", {})
-        second = await pool.request("GET", "/next", {})
-        await pool.close()
+    (first, second), seen = await get_each(script, ["/log", "/next"])
     assert first.body == b"hello 0123456789"
     assert first.headers["x-multi"] == "a, b"
     assert second.body == b"next"
@@ -145,11 +150,7 @@ async def test_an_answer_framed_by_the_end_of_the_connection_is_read_to_the_end(
         await write(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nline one\nline two\n")
         return False
 
-    async with scripted(script) as (url, seen):
-        pool = plain_pool(url)
-        first = await pool.request("GET", "/a", {})
-        second = await pool.request("GET", "/b", {})
-        await pool.close()
+    (first, second), seen = await get_each(script, ["/a", "/b"])
     assert first.body == second.body == b"line one\nline two\n"
     assert seen.connections == 2
 
@@ -159,11 +160,8 @@ async def test_connection_close_is_honoured_and_interim_answers_skipped() -> Non
         await write(writer, b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b"ok", extra="Connection: close\r\n"))
         return False
 
-    async with scripted(script) as (url, seen):
-        pool = plain_pool(url)
-        bodies = [(await pool.request("GET", "/", {})).body for _ in range(3)]
-        await pool.close()
-    assert bodies == [b"ok"] * 3
+    answers, seen = await get_each(script, ["/"] * 3)
+    assert [a.body for a in answers] == [b"ok"] * 3
     assert seen.connections == 3
 
 
