@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from accelqual_probes.catalog import BY_ID
 from accelqual_probes.profiles import CardProfileSpec
@@ -118,11 +119,14 @@ def evaluate_pod(
     missing = [c for c in expected_checks if c not in present]
     if missing:
         return rejected(f"report lacks requested checks: {', '.join(missing[:8])}")
-    impossible = _implausible(report, profile)
+    facts = _facts(profile)
+    impossible = _implausible(report, facts, profile)
     if impossible is not None:
         return rejected(f"report is not evidence: {impossible}")
 
-    checks = [_recheck(c, report, profile) for c in report.checks]
+    # _implausible resolved the facts of every check of the report.
+    check_facts = [facts.get(c.id, _NO_FACTS) for c in report.checks]
+    checks = [_recheck(c, f) for c, f in zip(report.checks, check_facts, strict=True)]
     verdict, reason = overall_verdict(checks)
     inconsistent = [c.id for c, orig in zip(checks, report.checks, strict=True) if c.verdict is not orig.verdict]
     if verdict is not report.verdict and not inconsistent:
@@ -144,7 +148,7 @@ def evaluate_pod(
 
     if inconsistent:
         reason = f"{reason} (operator re-evaluated {', '.join(inconsistent[:4])} against the profile)"
-    outcomes = {c.id: _outcome(c) for c in checks}
+    outcomes = {c.id: _outcome(c, f) for c, f in zip(checks, check_facts, strict=True)}
     return NodeResult(
         node=pod.node,
         run_id=pod.run_id,
@@ -161,90 +165,127 @@ def evaluate_pod(
     )
 
 
-def _recheck(check: CheckResult, report: ProbeReport, profile: CardProfileSpec | None) -> CheckResult:
-    """Hold a passing check to its own thresholds and, for nominal-based limits, to the operator's profile.
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What judging one check against one profile needs, resolved once per (profile, check id)."""
 
-    A forged or buggy report that says `pass` beside measurements that violate the limits
-    becomes `fail`, so a node can only pass on evidence.
-    """
-    if check.verdict not in (Verdict.PASS, Verdict.WARN):
-        return check
-    by_metric: dict[str, list[float]] = {}
-    for m in check.measurements:
-        by_metric.setdefault(m.metric, []).append(m.value)
-    for threshold in check.thresholds:
-        if threshold.severity is not Severity.FAIL:
-            continue
-        values = by_metric.get(threshold.metric)
-        if not values:
-            return check.model_copy(update={"verdict": Verdict.ERROR,
-                                            "reason": f"no measurement of thresholded metric {threshold.metric}"})
-        if not consistent(values, threshold):
-            return _refuted(check, threshold, "violates its own threshold")
-    limit = _profile_limit(profile, check.id) if profile is not None else None
-    if limit is not None:
-        values = by_metric.get(limit.metric)
-        if values is not None and not consistent(values, limit):
-            return _refuted(check, limit, f"outside the profile's limit ({limit.basis})")
-    return check
-
-
-#: id(profile) -> (the profile, check id -> its limit or None). The operator judges thousands of reports
-#: against the same few profiles; resolving a limit builds a model each time (a third of a report's
-#: judging). Keyed by identity and holding the profile itself, so an id is never reused while cached.
-_LIMITS: dict[int, tuple[CardProfileSpec, dict[str, Threshold | None]]] = {}
-_LIMITS_MAX = 64
-
-
-def _profile_limit(profile: CardProfileSpec, check_id: str) -> Threshold | None:
-    """The operator's own limit on `check_id`'s primary metric from `profile` (None: the profile sets none)."""
-    entry = _LIMITS.get(id(profile))
-    if entry is None or entry[0] is not profile:
-        if len(_LIMITS) >= _LIMITS_MAX:
-            _LIMITS.clear()
-        entry = _LIMITS[id(profile)] = (profile, {})
-    limits = entry[1]
-    if check_id in limits:
-        return limits[check_id]
+    #: The catalog's primary metric ("" for a third-party check, whose metrics may mean anything).
+    metric: str = ""
+    unit: str = ""
+    higher_is_better: bool = True
+    #: The card's nominal value of that metric and its name (None: no plausibility bound from the profile).
+    nominal: float | None = None
+    nominal_name: str = ""
+    #: The operator's own limit on the metric from the profile (None: the profile sets none).
     limit: Threshold | None = None
+
+
+_NO_FACTS = _Facts()
+
+#: id(profile) -> (the profile, check id -> its facts). The operator judges thousands of reports against
+#: the same few profiles; resolving a limit builds a model each time (it was a third of a report's judging).
+#: Keyed by identity and holding the profile itself, so an id is never reused while cached.
+_FACTS: dict[int, tuple[CardProfileSpec | None, dict[str, _Facts]]] = {}
+_FACTS_MAX = 64
+
+
+def _facts(profile: CardProfileSpec | None) -> dict[str, _Facts]:
+    """check id -> facts for `profile`, filled on first use of each id (see `_check_facts`)."""
+    entry = _FACTS.get(id(profile))
+    if entry is None or entry[0] is not profile:
+        if len(_FACTS) >= _FACTS_MAX:
+            _FACTS.clear()
+        entry = _FACTS[id(profile)] = (profile, {})
+    return entry[1]
+
+
+def _check_facts(facts: dict[str, _Facts], check_id: str, profile: CardProfileSpec | None) -> _Facts:
+    found = facts.get(check_id)
+    if found is None:
+        found = facts[check_id] = _resolve_facts(check_id, profile)
+    return found
+
+
+def _resolve_facts(check_id: str, profile: CardProfileSpec | None) -> _Facts:
     spec = BY_ID.get(check_id)
-    if spec is not None and spec.metric:
+    if spec is None or not spec.metric:
+        return _NO_FACTS
+    nominal: float | None = None
+    nominal_name = ""
+    limit: Threshold | None = None
+    if profile is not None:
         basis, basis_name = profile.basis(spec)
         if profile.relative_to_reference:
             # Its fractions are of a reference measured in the run, which only the report knows; its
             # absolute limits (no mismatches, no leaked bytes, ...) hold all the same.
             basis, basis_name = None, ""
+        nominal, nominal_name = basis, basis_name
         rule = profile.rule(check_id)
         if basis is not None or rule.min is not None or rule.max is not None:
             resolved = resolve(spec.metric, spec.unit, rule, basis, basis_name)
             if resolved.min is not None or resolved.max is not None:
                 limit = resolved
-    limits[check_id] = limit
-    return limit
+    return _Facts(metric=spec.metric, unit=spec.unit, higher_is_better=spec.higher_is_better,
+                  nominal=nominal, nominal_name=nominal_name, limit=limit)
 
 
-def _implausible(report: ProbeReport, profile: CardProfileSpec | None) -> str | None:
+def _recheck(check: CheckResult, facts: _Facts) -> CheckResult:
+    """Hold a passing check to its own thresholds and, for nominal-based limits, to the operator's profile.
+
+    A forged or buggy report that says `pass` beside measurements that violate the limits
+    becomes `fail`, so a node can only pass on evidence.
+    """
+    if check.verdict is not Verdict.PASS and check.verdict is not Verdict.WARN:
+        return check
+    limit = facts.limit
+    if not check.thresholds and limit is None:
+        return check
+    by_metric: dict[str, list[float]] = {}
+    for m in check.measurements:
+        values = by_metric.get(m.metric)
+        if values is None:
+            by_metric[m.metric] = [m.value]
+        else:
+            values.append(m.value)
+    for threshold in check.thresholds:
+        if threshold.severity is not Severity.FAIL:
+            continue
+        found = by_metric.get(threshold.metric)
+        if not found:
+            return check.model_copy(update={"verdict": Verdict.ERROR,
+                                            "reason": f"no measurement of thresholded metric {threshold.metric}"})
+        if not consistent(found, threshold):
+            return _refuted(check, threshold, "violates its own threshold")
+    if limit is not None:
+        found = by_metric.get(limit.metric)
+        if found is not None and not consistent(found, limit):
+            return _refuted(check, limit, f"outside the profile's limit ({limit.basis})")
+    return check
+
+
+def _implausible(report: ProbeReport, facts: dict[str, _Facts], profile: CardProfileSpec | None) -> str | None:
     """Why the report's numbers cannot be measurements of a working probe on a real card (None if they can).
 
     Every catalog check's primary metric is a count, a size, a rate, a latency or a fraction, so it is
     never negative; no card measures more than `PLAUSIBLE_NOMINAL_FACTOR` times its own nominal peak.
     """
     for check in report.checks:
-        spec = BY_ID.get(check.id)
-        if spec is None or not spec.metric:
+        f = _check_facts(facts, check.id, profile)
+        metric = f.metric
+        if not metric:
             continue  # a third-party check's metrics may mean anything
-        nominal, nominal_name = (None, "") if profile is None or profile.relative_to_reference \
-            else profile.basis(spec)
+        ceiling = PLAUSIBLE_NOMINAL_FACTOR * f.nominal if f.nominal and f.higher_is_better else None
+        fraction = metric in FRACTION_METRICS
         for m in check.measurements:
-            if m.metric != spec.metric:
+            if m.metric != metric:
                 continue
             if m.value < 0:
-                return f"{check.id} measured a negative {m.metric} ({m.value:.4g})"
-            if spec.metric in FRACTION_METRICS and m.value > 1.0:
-                return f"{check.id} measured {m.metric} {m.value:.4g}, more than all"
-            if nominal and spec.higher_is_better and m.value > PLAUSIBLE_NOMINAL_FACTOR * nominal:
-                return (f"{check.id} measured {m.value:.4g} {spec.unit}, more than {PLAUSIBLE_NOMINAL_FACTOR:g} x the "
-                        f"{nominal_name} ({nominal:.4g})")
+                return f"{check.id} measured a negative {metric} ({m.value:.4g})"
+            if fraction and m.value > 1.0:
+                return f"{check.id} measured {metric} {m.value:.4g}, more than all"
+            if ceiling is not None and m.value > ceiling:
+                return (f"{check.id} measured {m.value:.4g} {f.unit}, more than {PLAUSIBLE_NOMINAL_FACTOR:g} x the "
+                        f"{f.nominal_name} ({f.nominal:.4g})")
     return None
 
 
@@ -257,19 +298,34 @@ def _refuted(check: CheckResult, threshold: Threshold, why: str) -> CheckResult:
                                         update={"severity": Severity.FAIL})][-64:]})
 
 
-def _outcome(check: CheckResult) -> CheckOutcome:
+def _outcome(check: CheckResult, facts: _Facts) -> CheckOutcome:
     """What the operator keeps of a check: primary value, the fail limit on it, and why it did not pass."""
-    spec = BY_ID.get(check.id)
-    limit = next((t for t in reversed(check.thresholds)
-                  if t.severity is Severity.FAIL and spec is not None and t.metric == spec.metric), None)
+    metric = facts.metric
+    value: float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    if metric:
+        higher = facts.higher_is_better
+        for m in check.measurements:
+            if m.metric == metric and (value is None or (m.value < value if higher else m.value > value)):
+                value = m.value
+        for t in reversed(check.thresholds):
+            if t.severity is Severity.FAIL and t.metric == metric:
+                minimum, maximum = t.min, t.max
+                break
+    verdict = check.verdict
     return CheckOutcome(
-        verdict=check.verdict.value,
-        value=primary_value(check),
-        minimum=limit.min if limit is not None else None,
-        maximum=limit.max if limit is not None else None,
-        reason=_printable(check.reason)[:MAX_CHECK_REASON] if check.verdict is not Verdict.PASS else "",
+        verdict=_VERDICT_TEXT[verdict],
+        value=value,
+        minimum=minimum,
+        maximum=maximum,
+        reason=_printable(check.reason)[:MAX_CHECK_REASON] if verdict is not Verdict.PASS else "",
         duration_seconds=check.duration_seconds,
     )
+
+
+#: `Verdict.value` goes through the enum's descriptor, a microsecond each, 35 times per report.
+_VERDICT_TEXT = {v: v.value for v in Verdict}
 
 
 def primary_value(check: CheckResult) -> float | None:
