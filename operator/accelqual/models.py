@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -75,7 +76,7 @@ class LabelSelector(_Model):
     match_labels: dict[LabelKey, LabelValue] = {}
     match_expressions: list[LabelSelectorRequirement] = []
 
-    def matches(self, labels: dict[str, str]) -> bool:
+    def matches(self, labels: Mapping[str, str]) -> bool:
         for key, value in self.match_labels.items():
             if labels.get(key) != value:
                 return False

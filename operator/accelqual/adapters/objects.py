@@ -20,10 +20,21 @@ from accelqual.planning.snapshot import NodeInfo, PodPhase, ProbePodInfo, Taint
 def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    # Timestamps have a resolution of a second, so the pods of a run share a few hundred of them.
+    found = _TIMES.get(value)
+    if found is None:
+        try:
+            found = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if len(_TIMES) >= _TIMES_MAX:
+            _TIMES.clear()
+        _TIMES[value] = found
+    return found
+
+
+_TIMES: dict[str, datetime] = {}
+_TIMES_MAX = 4096
 
 
 def _str_map(value: Any) -> dict[str, str]:
@@ -70,15 +81,20 @@ def pod_qualification(obj: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
+_PHASES = {p.value: p for p in PodPhase}
+
+
 def probe_pod_info(obj: Mapping[str, Any]) -> tuple[ProbePodInfo, str | None]:
     """Our probe pod and its container's termination message (None if not terminated)."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
-    labels = _str_map(meta.get("labels"))
-    annotations = _str_map(meta.get("annotations"))
-    phase_raw = str(status.get("phase") or "Pending")
-    phase = PodPhase(phase_raw) if phase_raw in set(PodPhase) else PodPhase.UNKNOWN
+    # Two labels and one annotation are read, on every state change of every probe pod: looked up, not copied.
+    labels = meta.get("labels")
+    labels = labels if isinstance(labels, Mapping) else {}
+    annotations = meta.get("annotations")
+    annotations = annotations if isinstance(annotations, Mapping) else {}
+    phase = _PHASES.get(str(status.get("phase") or "Pending"), PodPhase.UNKNOWN)
     reason = str(status.get("reason") or "")
     exit_code: int | None = None
     message: str | None = None
@@ -98,8 +114,8 @@ def probe_pod_info(obj: Mapping[str, Any]) -> tuple[ProbePodInfo, str | None]:
             started = parse_time(running.get("startedAt")) or started
     info = ProbePodInfo(
         name=str(meta.get("name", "")),
-        node=annotations.get(LABEL_POD_NODE) or str(spec.get("nodeName") or labels.get(LABEL_POD_NODE, "")),
-        run_id=labels.get(LABEL_POD_RUN, ""),
+        node=str(annotations.get(LABEL_POD_NODE) or spec.get("nodeName") or labels.get(LABEL_POD_NODE) or ""),
+        run_id=str(labels.get(LABEL_POD_RUN) or ""),
         phase=phase,
         uid=str(meta.get("uid", "")),
         deleting=bool(meta.get("deletionTimestamp")),

@@ -36,6 +36,11 @@ class Groups(Mapping[str, Iterable[V]], Generic[V]):
     def __len__(self) -> int:
         return len(self._groups)
 
+    def items(self) -> list[tuple[str, Iterable[V]]]:  # type: ignore[override]
+        # Every reconcile walks all groups (a node is a group of one): without the Mapping mixin's
+        # view and a lookup per key.
+        return [(group, list(members.values())) for group, members in self._groups.items()]
+
     def move(self, key: str, old_group: str | None, new_group: str | None, value: V | None) -> None:
         if old_group is not None and old_group in self._groups:
             self._groups[old_group].pop(key, None)

@@ -281,7 +281,7 @@ class Reconciler:
                         overlay.pop(name, None)
                     else:
                         info = newer
-                if spec.node_selector.matches(dict(info.labels)):
+                if spec.node_selector.matches(info.labels):
                     nodes[name] = info
         return nodes
 

@@ -42,7 +42,7 @@ from accelqual.planning.actions import Action, MarkNode, PostEvent
 from accelqual.planning.conditions import set_condition
 from accelqual.planning.fleet import Outlier, common_factor, find_outliers
 from accelqual.planning.naming import evidence_key
-from accelqual.planning.snapshot import CheckOutcome, NodeResult, Snapshot, Taint
+from accelqual.planning.snapshot import VERDICT_BY_LABEL, CheckOutcome, NodeResult, Snapshot, Taint
 from accelqual.planning.views import NodeState, NodeView, marked_by, run_marker
 
 
@@ -61,9 +61,8 @@ def fleet_verdicts(spec: QualificationSpec, snap: Snapshot, run: str, views: Map
         if view.state is not NodeState.DONE or view.result is None:
             continue
         if marked_by(view, marker):
-            label = view.node.labels.get(LABEL_VERDICT, "")
-            if label in set(OverallVerdict) and label != view.verdict:
-                verdict = OverallVerdict(label)
+            verdict = VERDICT_BY_LABEL.get(view.node.labels.get(LABEL_VERDICT, ""))
+            if verdict is not None and verdict is not view.verdict:
                 reason = view.node.annotations.get(ANN_REASON, view.reason)
                 result = replace(view.result, verdict=verdict, reason=reason)
                 effective[name] = replace(view, result=result, verdict=verdict, reason=reason)

@@ -23,7 +23,7 @@ from accelqual.models import QualificationSpec, QualificationStatus, Toleration,
 from accelqual.planning.actions import CreatePod
 from accelqual.planning.podspec import ProbeTarget, build_probe_pod, probe_image
 from accelqual.planning.profiles import expected_devices, profile_for, resource_count
-from accelqual.planning.snapshot import NodeInfo, NodeResult, ProbePodInfo, Snapshot, Taint
+from accelqual.planning.snapshot import VERDICT_BY_LABEL, NodeInfo, NodeResult, ProbePodInfo, Snapshot, Taint
 
 #: A probe pod still running this long past its own deadline is given up on (the kubelet
 #: should have killed it at activeDeadlineSeconds; a node that does not is itself suspect).
@@ -130,7 +130,7 @@ def _node_view(spec: QualificationSpec, snap: Snapshot, st: QualificationStatus,
         return NodeView(node, NodeState.RUNNING, pod)
     if marked:
         label = node.labels.get(LABEL_VERDICT, "")
-        verdict = OverallVerdict(label) if label in set(OverallVerdict) else OverallVerdict.INCONCLUSIVE
+        verdict = VERDICT_BY_LABEL.get(label, OverallVerdict.INCONCLUSIVE)
         return NodeView(node, NodeState.DONE, None, None, verdict, node.annotations.get(ANN_REASON, ""))
     blocked = blocked_reason(spec, snap, st, node)
     if blocked and waited_out and st.phase is not Phase.HALTED:
