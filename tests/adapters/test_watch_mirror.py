@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from accelqual.adapters.watch import Connection, ResourceMirror
 from accelqual.handlers.mirrors import ClusterMirrors
 from accelqual.sim.emulator import FaultRule
 from accelqual.sim.server import EmulatorServer
+from aiohttp import web
 
 
 @pytest.fixture
@@ -119,6 +121,65 @@ async def test_pod_mirrors_group_probe_pods_by_qualification_and_busy_pods_by_no
     finally:
         stop.set()
         await task
+
+
+def _event(kind: str, name: str, rv: int, pad: int = 0) -> bytes:
+    obj = {"metadata": {"name": name, "resourceVersion": str(rv), "labels": {"pad": "x" * pad}}}
+    return json.dumps({"type": kind, "object": obj}).encode()
+
+
+async def test_watch_events_split_across_chunks_or_packed_into_one_are_each_applied_once(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The server's chunks need not follow event boundaries; an endless line is cut off, not buffered."""
+    monkeypatch.setattr("accelqual.adapters.watch.MAX_LINE_BYTES", 4096)
+    a, b, c, d = (_event("ADDED", n, rv, pad=300) for n, rv in (("a", 2), ("b", 3), ("c", 4), ("d", 5)))
+    streams = [
+        # One event split over three chunks, two packed in one chunk with a blank keep-alive line between.
+        [a + b"\n" + b[:50], b[50:51], b[51:] + b"\n", c + b"\n\n" + _event("DELETED", "a", 5) + b"\n"],
+        # A line that never ends within the limit: the watch is given up and made again.
+        [b'{"type": "ADDED", "object": {"metadata": {"name": "' + b"z" * 5000],
+        [d + b"\n"],
+    ]
+    watches: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "true":
+            return web.json_response({"items": [], "metadata": {"resourceVersion": "1"}})
+        watches.append(request.query.get("resourceVersion", ""))
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for chunk in streams[min(len(watches), len(streams)) - 1]:
+            await response.write(chunk)
+            await asyncio.sleep(0.01)  # separate writes, so the client sees separate chunks
+        if len(watches) >= len(streams):
+            await release.wait()  # the last watch stays open
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v1/pods", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    changes: list[tuple[str, str | None]] = []
+    mirror: ResourceMirror[str] = ResourceMirror(
+        Connection(KubeClient.for_url(f"http://127.0.0.1:{port}").configuration), "/api/v1/pods",
+        parse=lambda obj: obj["metadata"]["resourceVersion"], on_change=lambda k, o, n: changes.append((k, n)))
+    stop = asyncio.Event()
+    task = asyncio.create_task(mirror.run(stop))
+    try:
+        await eventually(lambda: "d" in list(mirror), within=10)
+        assert changes == [("a", "2"), ("b", "3"), ("c", "4"), ("a", None), ("d", "5")]
+        assert sorted(mirror) == ["b", "c", "d"]
+        assert watches[:3] == ["1", "5", "5"], "each watch resumes after the last event applied"
+        assert "over 4096 bytes" in caplog.text
+    finally:
+        stop.set()
+        release.set()
+        await task
+        await runner.cleanup()
 
 
 def test_tls_context_is_built_once_and_again_when_its_files_rotate(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from accelqual import __version__
 from accelqual.adapters.http1 import Http1Pool
 from accelqual.adapters.kube import RETRY_STATUSES, KubeError, RetryPolicy, error_from
-from accelqual.adapters.watch import Connection
+from accelqual.adapters.watch import Connection, loads
 
 #: Bodies larger than this are refused (the largest answer read here is a log tail of about 1 MiB).
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -71,7 +71,7 @@ class AsyncKube:
             else:
                 if text:
                     return response.body.decode("utf-8", errors="replace")
-                return json.loads(response.body) if response.body and parse else None
+                return loads(response.body) if response.body and parse else None
             if attempt == self._retry.attempts or not (error.status in RETRY_STATUSES or error.status == 0):
                 raise error
             delay = error.retry_after if error.retry_after is not None else \
