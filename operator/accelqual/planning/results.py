@@ -60,6 +60,8 @@ def _inconclusive(pod: ProbePodInfo, reason: str, excerpt: str = "") -> NodeResu
 def _printable(text: str) -> str:
     """`text` with every character a terminal or a reader could be fooled by (controls, bidi overrides,
     zero-width and other format characters, lone surrogates, separators) shown as '?'."""
+    if text.isprintable():  # nearly always: one pass in C rather than one Python step per character
+        return text
     return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
