@@ -284,9 +284,13 @@ def render(fidelity: dict[str, Any] | list[dict[str, Any]],
     if not planes:
         parts.append("Not measured in this run (pass `--control-plane` with the JSON of "
                      "`benchmarks/control_plane.py`).\n")
+    seen: dict[Any, int] = {}
     for plane in planes:
         if len(planes) > 1:
-            parts.append(f"### {plane.get('nodes')} nodes\n\n")
+            seen[plane.get("nodes")] = seen.get(plane.get("nodes"), 0) + 1
+            repeat = sum(1 for p in planes if p.get("nodes") == plane.get("nodes")) > 1
+            parts.append(f"### {plane.get('nodes')} nodes" + (f", run {seen[plane.get('nodes')]}" if repeat else "")
+                         + "\n\n")
         parts.append(render_control_plane(plane) + "\n")
     if planes:
         parts.append(CONTROL_PLANE_FINDINGS)
