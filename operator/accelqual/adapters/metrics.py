@@ -35,7 +35,11 @@ VERDICTS = ("pass", "fail", "inconclusive")
 STATES = ("total", "pending", "running", "passed", "failed", "inconclusive", "skipped")
 #: Check durations span a launch-latency probe (well under a second) to a burn-in (an hour).
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
-#: The `le` labels of those buckets, then +Inf, as the client library writes them.
+#: Check verdicts counted by accelqual_check_failed_nodes.
+_FAILING = frozenset({"fail", "error"})
+#: The unit of each check whose per-node value is exported (those compared across the pool).
+_COMPARED_UNITS = {check_id: spec.unit for check_id, spec in BY_ID.items() if spec.fleet_compare}
+#: The `le` labels of DURATION_BUCKETS, then +Inf, as the client library writes them.
 _BUCKET_BOUNDS = (*(str(float(b)) for b in DURATION_BUCKETS), "+Inf")
 
 
@@ -153,30 +157,32 @@ class Metrics:
             if self._runs.get(name) not in (None, result.run_id):
                 return  # a straggler of an older run: its series were dropped with that run
             failed = self._failed_checks.setdefault(name, {})
+            all_durations = self._node_series.durations
+            node = result.node
             values: dict[str, tuple[str, float]] = {}
             for check_id, outcome in result.checks.items():
                 nodes = failed.get(check_id)
                 if nodes is None:
                     nodes = failed[check_id] = set()
                     self.check_failed.labels(name, check_id).set(0)
-                before = len(nodes)
-                if outcome.verdict in ("fail", "error"):
-                    nodes.add(result.node)
-                else:
-                    nodes.discard(result.node)
-                if len(nodes) != before:
+                if outcome.verdict in _FAILING:
+                    if node not in nodes:
+                        nodes.add(node)
+                        self.check_failed.labels(name, check_id).set(len(nodes))
+                elif node in nodes:
+                    nodes.discard(node)
                     self.check_failed.labels(name, check_id).set(len(nodes))
                 if outcome.duration_seconds:
-                    durations = self._node_series.durations.get((name, check_id))
+                    durations = all_durations.get((name, check_id))
                     if durations is None:
-                        durations = self._node_series.durations[(name, check_id)] = [0.0] * (len(DURATION_BUCKETS) + 2)
+                        durations = all_durations[(name, check_id)] = [0.0] * (len(DURATION_BUCKETS) + 2)
                     durations[bisect.bisect_left(DURATION_BUCKETS, outcome.duration_seconds)] += 1
                     durations[-1] += outcome.duration_seconds
-                spec = BY_ID.get(check_id)
                 # Per-node values only for the checks compared across the pool (about a dozen): with all
                 # checks a 5,000-node pool would export over 100,000 series from one operator.
-                if outcome.value is not None and spec is not None and spec.fleet_compare:
-                    values[check_id] = (spec.unit, outcome.value)
+                unit = _COMPARED_UNITS.get(check_id)
+                if unit is not None and outcome.value is not None:
+                    values[check_id] = (unit, outcome.value)
             self._node_series.nodes.setdefault(name, {})[result.node] = _NodeSample(
                 result.verdict.value, values, result.duration_seconds)
 
