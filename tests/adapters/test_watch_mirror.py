@@ -130,7 +130,8 @@ def _event(kind: str, name: str, rv: int, pad: int = 0) -> bytes:
 
 async def test_watch_events_split_across_chunks_or_packed_into_one_are_each_applied_once(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """The server's chunks need not follow event boundaries; an endless line is cut off, not buffered."""
+    """The server's chunks need not follow event boundaries; an endless line is cut off, not buffered,
+    and an event of the wrong shape ends the watch (logged, made again) rather than the mirror."""
     monkeypatch.setattr("accelqual.adapters.watch.MAX_LINE_BYTES", 4096)
     a, b, c, d = (_event("ADDED", n, rv, pad=300) for n, rv in (("a", 2), ("b", 3), ("c", 4), ("d", 5)))
     streams = [
@@ -138,6 +139,9 @@ async def test_watch_events_split_across_chunks_or_packed_into_one_are_each_appl
         [a + b"\n" + b[:50], b[50:51], b[51:] + b"\n", c + b"\n\n" + _event("DELETED", "a", 5) + b"\n"],
         # A line that never ends within the limit: the watch is given up and made again.
         [b'{"type": "ADDED", "object": {"metadata": {"name": "' + b"z" * 5000],
+        # Valid JSON of the wrong shape: the watch is given up and made again, the mirror untouched.
+        [b"[1, 2]\n"],
+        [b'{"type": "ADDED", "object": {"metadata": ["x"]}}\n'],
         [d + b"\n"],
     ]
     watches: list[str] = []
@@ -173,8 +177,9 @@ async def test_watch_events_split_across_chunks_or_packed_into_one_are_each_appl
         await eventually(lambda: "d" in list(mirror), within=10)
         assert changes == [("a", "2"), ("b", "3"), ("c", "4"), ("a", None), ("d", "5")]
         assert sorted(mirror) == ["b", "c", "d"]
-        assert watches[:3] == ["1", "5", "5"], "each watch resumes after the last event applied"
+        assert watches == ["1", "5", "5", "5", "5"], "each watch resumes after the last event applied"
         assert "over 4096 bytes" in caplog.text
+        assert "is not an object" in caplog.text and "carries no object" in caplog.text
     finally:
         stop.set()
         release.set()

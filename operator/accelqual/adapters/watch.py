@@ -169,7 +169,11 @@ class ResourceMirror(Generic[V]):
                     continue
                 response.raise_for_status()
                 data = loads(await response.read())
+            if not isinstance(data, Mapping) or not isinstance(data.get("items") or [], list):
+                raise ValueError(f"the list of {self._path} is not a Kubernetes list object")
             for obj in data.get("items") or []:
+                if not _is_object(obj):
+                    raise ValueError(f"the list of {self._path} holds an item that is not an object")
                 value = self._parse(obj)
                 if value is not None:
                     fresh[_key(obj)] = value
@@ -230,9 +234,14 @@ class ResourceMirror(Generic[V]):
                 reader.cancel()
                 stopper.cancel()
 
-    def _apply(self, event: Mapping[str, Any]) -> None:
+    def _apply(self, event: Any) -> None:
+        # A malformed event ends the watch with ValueError: logged, and the watch is made again.
+        if not isinstance(event, Mapping):
+            raise ValueError(f"a watch event of {self._path} is not an object")
         kind = event.get("type")
         obj = event.get("object") or {}
+        if not _is_object(obj):
+            raise ValueError(f"a {kind} watch event of {self._path} carries no object")
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise GoneError()
@@ -252,6 +261,11 @@ class ResourceMirror(Generic[V]):
             self._items[key] = new
         if self._on_change is not None and old != new:
             self._on_change(key, old, new)
+
+
+def _is_object(obj: Any) -> bool:
+    """Whether `obj` has the shape every Kubernetes object has (a mapping whose metadata is one)."""
+    return isinstance(obj, Mapping) and isinstance(obj.get("metadata") or {}, Mapping)
 
 
 def _key(obj: Mapping[str, Any]) -> str:
