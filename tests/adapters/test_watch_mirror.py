@@ -130,15 +130,17 @@ def _event(kind: str, name: str, rv: int, pad: int = 0) -> bytes:
 
 async def test_watch_events_split_across_chunks_or_packed_into_one_are_each_applied_once(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """The server's chunks need not follow event boundaries; an endless line is cut off, not buffered,
-    and an event of the wrong shape ends the watch (logged, made again) rather than the mirror."""
-    monkeypatch.setattr("accelqual.adapters.watch.MAX_LINE_BYTES", 4096)
-    a, b, c, d = (_event("ADDED", n, rv, pad=300) for n, rv in (("a", 2), ("b", 3), ("c", 4), ("d", 5)))
+    """The server's chunks need not follow event boundaries; an event larger than aiohttp's line limit
+    (128 KiB, which ended the mirror's task) is applied; an endless line is cut off, not buffered; and
+    an event of the wrong shape ends the watch (logged, made again) rather than the mirror."""
+    monkeypatch.setattr("accelqual.adapters.watch.MAX_LINE_BYTES", 400_000)
+    a, b, d = (_event("ADDED", n, rv, pad=300) for n, rv in (("a", 2), ("b", 3), ("d", 5)))
+    c = _event("ADDED", "c", 4, pad=300_000)
     streams = [
         # One event split over three chunks, two packed in one chunk with a blank keep-alive line between.
         [a + b"\n" + b[:50], b[50:51], b[51:] + b"\n", c + b"\n\n" + _event("DELETED", "a", 5) + b"\n"],
         # A line that never ends within the limit: the watch is given up and made again.
-        [b'{"type": "ADDED", "object": {"metadata": {"name": "' + b"z" * 5000],
+        [b'{"type": "ADDED", "object": {"metadata": {"name": "' + b"z" * 500_000],
         # Valid JSON of the wrong shape: the watch is given up and made again, the mirror untouched.
         [b"[1, 2]\n"],
         [b'{"type": "ADDED", "object": {"metadata": ["x"]}}\n'],
@@ -178,7 +180,7 @@ async def test_watch_events_split_across_chunks_or_packed_into_one_are_each_appl
         assert changes == [("a", "2"), ("b", "3"), ("c", "4"), ("a", None), ("d", "5")]
         assert sorted(mirror) == ["b", "c", "d"]
         assert watches == ["1", "5", "5", "5", "5"], "each watch resumes after the last event applied"
-        assert "over 4096 bytes" in caplog.text
+        assert "over 400000 bytes" in caplog.text
         assert "is not an object" in caplog.text and "carries no object" in caplog.text
     finally:
         stop.set()
