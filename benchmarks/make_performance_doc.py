@@ -106,10 +106,13 @@ What the benchmark found in the probe, and what changed (CPU; the GPU side await
   the reference by several percent. Now one reference kernel (the best median of the
   sweep's finalists) is timed with the probe's number and length of samples.
 - **Noise.** This is a shared 2-core VM: a single round's probe/reference ratio ranges from
-  0.6 to 1.5, so a median of 7 rounds still moves by about 5% between runs. Three runs of
-  the final code met 7/7, 5/7 and 6/7 CPU targets, every miss within 0.05 of its target
-  (MKL fp32, which peaks ~3% below numpy's OpenBLAS here, has the least headroom). The
-  tables above are those three runs, as measured.
+  0.6 to 1.5, so a median of 7 rounds still moves by 5-7% between runs. Four runs of the
+  final code met 7/7, 5/7, 6/7 and 5/7 CPU targets, every miss within 0.05 of its target
+  (MKL fp32, which peaks ~3-4% below numpy's OpenBLAS here, has the least headroom). In
+  the fourth run fp64's probe and reference ran the same kernel at the same size
+  (`torch.mm` at n=192) and the median still read 0.929, the ratio of bests 1.023: that is
+  the statistic's own noise on this host, not a slower probe. The tables above are those
+  four runs, as measured.
 - **Left as it is.** torch's fp64 and fp32 GEMMs (MKL) run a few percent behind numpy's
   OpenBLAS on this AMD CPU at the best shapes of each; the probe measures torch, so that gap
   stays in the ratios.
