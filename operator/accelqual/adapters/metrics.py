@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from accelqual import __version__
 from accelqual.models import QualificationStatus
 from accelqual.planning.actions import MarkNode
+from accelqual.planning.fleet import FLEET_COMPARED
 from accelqual.planning.snapshot import NodeResult
 
 PHASES = ("Pending", "Running", "Completed", "Halted", "Invalid")
@@ -38,7 +39,7 @@ DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 #: Check verdicts counted by accelqual_check_failed_nodes.
 _FAILING = frozenset({"fail", "error"})
 #: The unit of each check whose per-node value is exported (those compared across the pool).
-_COMPARED_UNITS = {check_id: spec.unit for check_id, spec in BY_ID.items() if spec.fleet_compare}
+_COMPARED_UNITS = {check_id: BY_ID[check_id].unit for check_id in FLEET_COMPARED}
 #: The `le` labels of DURATION_BUCKETS, then +Inf, as the client library writes them.
 _BUCKET_BOUNDS = (*(str(float(b)) for b in DURATION_BUCKETS), "+Inf")
 

@@ -307,10 +307,7 @@ def _outcome(check: CheckResult, facts: _Facts) -> CheckOutcome:
     minimum: float | None = None
     maximum: float | None = None
     if metric:
-        higher = facts.higher_is_better
-        for m in check.measurements:
-            if m.metric == metric and (value is None or (m.value < value if higher else m.value > value)):
-                value = m.value
+        value = _worst(check, metric, facts.higher_is_better)
         for t in reversed(check.thresholds):
             if t.severity is Severity.FAIL and t.metric == metric:
                 minimum, maximum = t.min, t.max
@@ -335,10 +332,15 @@ def primary_value(check: CheckResult) -> float | None:
     spec = BY_ID.get(check.id)
     if spec is None or not spec.metric:
         return None
-    values = [m.value for m in check.measurements if m.metric == spec.metric]
+    return _worst(check, spec.metric, spec.higher_is_better)
+
+
+def _worst(check: CheckResult, metric: str, higher_is_better: bool) -> float | None:
+    """The worst device's value of `metric` in `check` (None if it has none)."""
+    values = [m.value for m in check.measurements if m.metric == metric]
     if not values:
         return None
-    return min(values) if spec.higher_is_better else max(values)
+    return min(values) if higher_is_better else max(values)
 
 
 def summarize_checks(results: Mapping[str, NodeResult]) -> dict[str, list[float]]:
