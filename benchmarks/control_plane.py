@@ -9,6 +9,14 @@ reported separately. Probe containers are modelled (a report derived from the ca
 profile with noise and seeded faults, ready after `--probe-seconds`), so the time from
 run start to all verdicts measures the control plane, not the probes.
 
+The two processes share this machine's caches and memory bus, so the emulator, busy on the
+other core, also slows the operator's own work. How much is measured in the same run: a
+fixed piece of operator-like work (validating a modelled probe report, as the operator
+judges one) runs in a separate process before the run and every `--calibrate-every` seconds
+during it, and its CPU time per repetition is compared (`co_run_slowdown`). The operator's
+CPU per node is judged as measured; the slowdown only says how much of it this machine's
+sharing adds.
+
 Prints, side by side, the measured values and the targets of the issue, and as the last
 line a one-line summary of the targets met.
 """
@@ -18,18 +26,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from accelqual.sim.cluster import SimulatedCluster
 from accelqual.sim.kubelet import SimNode
-from accelqual.sim.modelled import ModelledProbeRunner
+from accelqual.sim.modelled import ModelledProbeRunner, modelled_report
 
 TARGETS = {"mutating_per_node": 4.0, "cpu_ms_per_node": 2.0, "status_kib": 32.0, "rss_mb": 300.0}
 MUTATING = ("create", "update", "patch", "delete")
@@ -46,6 +58,82 @@ def proc_peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+#: Repetitions of the calibration work per measurement: about half a second of CPU on an idle core here.
+CALIBRATION_REPS = 2000
+
+
+def calibration_work(reps: int) -> float:
+    """CPU seconds per repetition of a fixed piece of operator-like work: validating one modelled
+    standard-suite probe report as the operator does (JSON parsing, pydantic-core, many small objects)."""
+    from accelqual_probes.catalog import Suite, select
+    from accelqual_probes.profiles import BUILTIN
+    from accelqual_probes.schema import ProbeReport
+
+    profile = BUILTIN["h100-sxm"]
+    checks = list(select(Suite.STANDARD, None, None))
+    node = SimNode(name="calibration", labels={}, allocatable={}, faults=[])
+    text = modelled_report(node, "h100-sxm", profile, Suite.STANDARD, checks, random.Random(1)).to_json()
+    ProbeReport.parse_untrusted(text)
+    start = time.thread_time()
+    for _ in range(reps):
+        ProbeReport.parse_untrusted(text)
+    return (time.thread_time() - start) / reps
+
+
+def calibrate(reps: int = CALIBRATION_REPS) -> float | None:
+    """`calibration_work` in a fresh process (its own caches and heap, like the operator's); None if it failed."""
+    done = subprocess.run([sys.executable, __file__, "--calibrate", str(reps)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    try:
+        return float(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print(f"calibration failed: {done.stderr[-400:]}", file=sys.stderr)
+        return None
+
+
+class CoRunCalibration:
+    """Calibration measurements in a background thread while the run goes, every `every` seconds."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.values: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="calibration", daemon=True)
+
+    def __enter__(self) -> CoRunCalibration:
+        if self.every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            value = calibrate()
+            if value is not None and not self._stop.is_set():  # a measurement that ended with the run counts not
+                self.values.append(value)
+
+
+def machine() -> dict[str, Any]:
+    """The machine the benchmark ran on, as `docs/performance.md` shows it."""
+    model = ""
+    mem_kib = 0
+    try:
+        model = next((line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+        mem_kib = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                        if line.startswith("MemTotal:")), 0)
+    except (OSError, ValueError):
+        pass
+    return {"cpu": model or platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "memory_gib": round(mem_kib / (1 << 20), 1), "python": platform.python_version(),
+            "kernel": platform.release(), "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_average_start": [round(v, 2) for v in os.getloadavg()]}
 
 
 def nodes(count: int, faulty: int) -> list[SimNode]:
@@ -65,6 +153,10 @@ def qualification(concurrency: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported here: the calibration's own process (this file with --calibrate) does not need the cluster.
+    from accelqual.sim.cluster import SimulatedCluster
+
+    host = machine()
     runner = ModelledProbeRunner(duration=args.probe_seconds, seed=1)
     with SimulatedCluster(runner=runner, kubelet_parallel=10**6, kubelet_interval=args.kubelet_interval,
                           with_s3=False) as cluster:
@@ -81,12 +173,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 time.sleep(args.warmup)
+                # Before the run: the emulator (holding every node) and the operator are idle.
+                idle_calibration = [v for v in (calibrate() for _ in range(args.calibrations)) if v is not None]
                 idle_cpu = proc_cpu_seconds(operator.pid)
                 emulator.reset_stats()
                 self_before = resource.getrusage(resource.RUSAGE_SELF)
                 start = time.perf_counter()
-                cluster.apply(qualification(args.concurrency))
-                obj = cluster.wait_for_phase("bench", timeout=args.timeout)
+                with CoRunCalibration(args.calibrate_every if args.calibrations else 0) as during:
+                    cluster.apply(qualification(args.concurrency))
+                    obj = cluster.wait_for_phase("bench", timeout=args.timeout)
                 elapsed = time.perf_counter() - start
                 # The run is over when its probe pods are cleaned up too (their deletes count).
                 deadline = time.monotonic() + 120
@@ -116,6 +211,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n = args.nodes
     status_bytes = len(json.dumps(obj.get("status") or {}))
     emulator_cpu = (self_after.ru_utime + self_after.ru_stime) - (self_before.ru_utime + self_before.ru_stime)
+    idle_cal = statistics.median(idle_calibration) if idle_calibration else None
+    busy_cal = statistics.median(during.values) if during.values else None
+    slowdown = busy_cal / idle_cal if idle_cal and busy_cal else None
+    host["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     return {
         "nodes": n,
         "phase": (obj.get("status") or {}).get("phase"),
@@ -129,11 +228,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "status_kib": round(status_bytes / 1024, 2),
         "rss_mb": round(rss, 1),
         "emulator_and_kubelet_cpu_seconds": round(emulator_cpu, 2),
+        "calibration_us_idle": None if idle_cal is None else round(idle_cal * 1e6, 1),
+        "calibration_us_during_run": None if busy_cal is None else round(busy_cal * 1e6, 1),
+        "calibrations_during_run": len(during.values),
+        "co_run_slowdown": None if slowdown is None else round(slowdown, 2),
+        # The operator's CPU per node in units of the calibration work measured during the same run: this
+        # host's speed drifts by tens of percent between minutes, and this ratio compares runs despite it.
+        "cpu_per_node_in_calibrations": None if busy_cal is None else round(run_cpu / n / busy_cal, 2),
+        "machine": host,
         "operator_stderr_tail": err.decode(errors="replace")[-2000:],
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, default=5000)
     p.add_argument("--faulty", type=int, default=50)
@@ -142,14 +249,27 @@ def main() -> int:
     p.add_argument("--kubelet-interval", type=float, default=0.5)
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--timeout", type=float, default=540.0)
+    p.add_argument("--calibrations", type=int, default=3,
+                   help="calibration measurements before the run (0: no calibration at all)")
+    p.add_argument("--calibrate-every", type=float, default=30.0,
+                   help="seconds between calibration measurements during the run")
+    p.add_argument("--calibrate", type=int, help=argparse.SUPPRESS)  # the calibration's own process
     p.add_argument("--json", help="write the measurements as JSON")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.calibrate:
+        print(calibration_work(args.calibrate))
+        return 0
     result = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"nodes {result['nodes']}: phase {result['phase']} {result['summary']}")
     print(f"run start -> all verdicts: {result['run_seconds']} s (setup {result['setup_seconds']} s; "
           f"emulator+kubelet CPU {result['emulator_and_kubelet_cpu_seconds']} s, not counted)")
+    if result["co_run_slowdown"] is not None:
+        print(f"co-run slowdown {result['co_run_slowdown']:.2f}x: the calibration work took "
+              f"{result['calibration_us_during_run']} us CPU during the run ({result['calibrations_during_run']} "
+              f"measurements) against {result['calibration_us_idle']} us before it; operator CPU per node = "
+              f"{result['cpu_per_node_in_calibrations']} x the calibration work")
     for key, count in result["requests_by_key"].items():
         print(f"  {key:40s} {count:8d}  {count / result['nodes']:8.3f}/node")
     met = []

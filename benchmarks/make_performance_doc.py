@@ -266,6 +266,20 @@ def render_control_plane(data: dict[str, Any]) -> str:
            f"simulated kubelet CPU {_fmt(data.get('emulator_and_kubelet_cpu_seconds'))} s, reported apart and "
            "not counted against the operator.\n\n",
            _table(["measure", "key", "value", "target", ""], rows)]
+    slowdown = data.get("co_run_slowdown")
+    if slowdown is not None:
+        cpu = data.get("cpu_ms_per_node")
+        out.append(f"\nCo-run slowdown {slowdown:.2f}x: a fixed piece of operator-like work (validating a "
+                   f"modelled probe report) took {_fmt(data.get('calibration_us_during_run'))} us of CPU in a "
+                   f"separate process during the run ({data.get('calibrations_during_run')} measurements) against "
+                   f"{_fmt(data.get('calibration_us_idle'))} us before it, with the emulator idle. The emulator, "
+                   "busy on the other core, slows every process on this machine through the caches and memory "
+                   "they share; the operator's CPU above is as measured, with that slowdown in it")
+        if cpu is not None and slowdown > 1:
+            out.append(f" (at the calibration's idle speed it would be about {float(cpu) / slowdown:.2f} ms "
+                       "per node: an estimate, not the measure the target is judged on)")
+        out.append(f". In units of that work measured during the same run, which compare runs despite this host's "
+                   f"drift, the operator spent {_fmt(data.get('cpu_per_node_in_calibrations'))} per node.\n")
     requests = data.get("requests_by_key") or {}
     if requests and nodes:
         out.append("\nAPI requests counted at the emulator, by verb and resource (pod binding and pod status "
