@@ -9,13 +9,14 @@ reported separately. Probe containers are modelled (a report derived from the ca
 profile with noise and seeded faults, ready after `--probe-seconds`), so the time from
 run start to all verdicts measures the control plane, not the probes.
 
-The two processes share this machine's caches and memory bus, so the emulator, busy on the
-other core, also slows the operator's own work. How much is measured in the same run: a
-fixed piece of operator-like work (validating a modelled probe report, as the operator
-judges one) runs in a separate process before the run and every `--calibrate-every` seconds
-during it, and its CPU time per repetition is compared (`co_run_slowdown`). The operator's
-CPU per node is judged as measured; the slowdown only says how much of it this machine's
-sharing adds.
+The two processes share this machine's caches and memory bus, and the host's speed drifts
+by tens of percent between minutes. A calibration measures both in the same run: a fixed
+piece of operator-like work (validating a modelled probe report, as the operator judges
+one) runs in a process of its own before the run and every `--calibrate-every` seconds
+during it. `co_run_slowdown` compares its CPU time during the run with before it, and
+`cpu_per_node_in_calibrations` gives the operator's CPU per node in units of it, which
+compares runs (and code versions) despite the drift. The targets are judged on the CPU
+as measured.
 
 Prints, side by side, the measured values and the targets of the issue, and as the last
 line a one-line summary of the targets met.

@@ -82,4 +82,4 @@ def test_the_document_shows_the_run_with_its_machine(run_output: tuple[dict[str,
     assert f"{NODES} simulated nodes; phase Completed" in doc
     assert f"cpu {data['machine']['cpu']}" in doc
     assert "records no machine" not in doc
-    assert ("Co-run slowdown" in doc) == (data["co_run_slowdown"] is not None)
+    assert ("Calibration: a fixed piece of operator-like work" in doc) == (data["co_run_slowdown"] is not None)
