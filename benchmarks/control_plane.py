@@ -85,8 +85,12 @@ def calibration_work(reps: int) -> float:
 
 def calibrate(reps: int = CALIBRATION_REPS) -> float | None:
     """`calibration_work` in a fresh process (its own caches and heap, like the operator's); None if it failed."""
-    done = subprocess.run([sys.executable, __file__, "--calibrate", str(reps)], capture_output=True, text=True,
-                          timeout=120, check=False)
+    try:
+        done = subprocess.run([sys.executable, __file__, "--calibrate", str(reps)], capture_output=True, text=True,
+                              timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"calibration failed: {exc}", file=sys.stderr)
+        return None
     try:
         return float(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

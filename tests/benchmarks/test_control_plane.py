@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -83,3 +84,9 @@ def test_the_document_shows_the_run_with_its_machine(run_output: tuple[dict[str,
     assert f"cpu {data['machine']['cpu']}" in doc
     assert "records no machine" not in doc
     assert ("Calibration: a fixed piece of operator-like work" in doc) == (data["co_run_slowdown"] is not None)
+
+
+@pytest.mark.parametrize("executable", ["/bin/false", "/nonexistent/python"])
+def test_a_failed_calibration_is_missing_not_fatal(monkeypatch: pytest.MonkeyPatch, executable: str) -> None:
+    monkeypatch.setattr(sys, "executable", executable)
+    assert control_plane.calibrate(10) is None
