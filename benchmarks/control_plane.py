@@ -43,6 +43,7 @@ from typing import Any
 
 from accelqual.sim.kubelet import SimNode
 from accelqual.sim.modelled import ModelledProbeRunner, modelled_report
+from accelqual_probes.hostinfo import describe_cpu, read_meminfo
 
 TARGETS = {"mutating_per_node": 4.0, "cpu_ms_per_node": 2.0, "status_kib": 32.0, "rss_mb": 300.0}
 MUTATING = ("create", "update", "patch", "delete")
@@ -126,17 +127,8 @@ class CoRunCalibration:
 
 def machine() -> dict[str, Any]:
     """The machine the benchmark ran on, as `docs/performance.md` shows it."""
-    model = ""
-    mem_kib = 0
-    try:
-        model = next((line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")
-        mem_kib = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                        if line.startswith("MemTotal:")), 0)
-    except (OSError, ValueError):
-        pass
-    return {"cpu": model or platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "memory_gib": round(mem_kib / (1 << 20), 1), "python": platform.python_version(),
+    return {"cpu": describe_cpu(), "cores": os.cpu_count(),
+            "memory_gib": round(read_meminfo().get("MemTotal", 0) / (1 << 30), 1), "python": platform.python_version(),
             "kernel": platform.release(), "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "load_average_start": [round(v, 2) for v in os.getloadavg()]}
 

@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from accelqual_probes.hostinfo import describe_cpu
+
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 #: The issue's control-plane targets at 5,000 nodes (benchmarks/control_plane.py prints the same).
 CONTROL_PLANE_TARGETS = {"mutating_per_node": (4.0, "mutating API requests per node per run"),
@@ -347,15 +349,7 @@ def render_control_plane(data: dict[str, Any]) -> str:
 
 
 def _host() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return f"{model or platform.processor()}, {os.cpu_count()} cores, python {platform.python_version()}"
+    return f"{describe_cpu()}, {os.cpu_count()} cores, python {platform.python_version()}"
 
 
 def render(fidelity: dict[str, Any] | list[dict[str, Any]],

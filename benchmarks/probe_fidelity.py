@@ -59,7 +59,8 @@ from accelqual_probes import reference as blas
 from accelqual_probes.catalog import BY_ID, GEMM_DTYPES, Suite
 from accelqual_probes.checks.general import CopyParams
 from accelqual_probes.checks.performance import BandwidthParams, GemmParams, timed_rounds
-from accelqual_probes.devices.cpu import ENV_CPU_THREADS, read_cpuinfo, read_meminfo
+from accelqual_probes.devices.cpu import ENV_CPU_THREADS
+from accelqual_probes.hostinfo import describe_cpu, read_meminfo
 from accelqual_probes.registry import Sizing
 from accelqual_probes.runner import PreparedRun, ProbeRequest, ProbeUsageError, execute, prepare
 from accelqual_probes.schema import CheckResult, Verdict
@@ -598,11 +599,10 @@ def suite_wall_time(device: str, suite: str, threads: int) -> dict[str, Any]:
 
 # -- the machine ------------------------------------------------------------------------------------------
 def machine(run: PreparedRun, threads: int) -> dict[str, Any]:
-    vendor, model = read_cpuinfo()
     blas_info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     mkl = "MKL" if torch.backends.mkl.is_available() else "no MKL"  # type: ignore[no-untyped-call]
     return {
-        "cpu": model if model.lower().startswith(vendor.lower()) else f"{vendor} {model}",
+        "cpu": describe_cpu(),
         "cpu_mhz": _cpuinfo_field("cpu MHz"), "cores": os.cpu_count(), "l3_cache": _l3_cache(),
         "memory_gib": round(read_meminfo().get("MemTotal", 0) / (1 << 30), 1),
         "torch": torch.__version__, "torch_blas": mkl, "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import platform
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import torch
 
 from accelqual_probes import reference
 from accelqual_probes.devices.base import BackendSpec, DeviceBackend
+from accelqual_probes.hostinfo import read_cpuinfo, read_meminfo
 
 ENV_CPU_THREADS = "ACCELQUAL_CPU_THREADS"
 #: Upper bound of what the capacity check allocates on a CPU host, whatever its size. Every
@@ -42,42 +42,6 @@ CPU_ALLOCATION_SHARE = 0.10
 HUGEPAGE_MIN_BYTES = 4 << 20
 _HUGEPAGE = 2 << 20
 _MADV_HUGEPAGE = 14
-
-_VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
-
-
-def read_cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, str]:
-    """(vendor, model name) of the first CPU in /proc/cpuinfo; platform values as fallback."""
-    vendor, model = "", ""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "vendor_id" and not vendor:
-            vendor = _VENDORS.get(value, value)
-        elif key in ("model name", "Model", "cpu model") and not model:
-            model = value
-        elif key == "CPU implementer" and not vendor:
-            vendor = "ARM"
-    return vendor or platform.machine(), model or platform.processor() or platform.machine() or "cpu"
-
-
-def read_meminfo(path: Path = Path("/proc/meminfo")) -> dict[str, int]:
-    """/proc/meminfo in bytes (`MemTotal`, `MemAvailable`, ...)."""
-    out: dict[str, int] = {}
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return out
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        parts = value.split()
-        if parts and parts[0].isdigit():
-            out[key.strip()] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1] == "kB" else 1)
-    return out
 
 
 def cgroup_headroom(root: Path = Path("/sys/fs/cgroup")) -> int | None:
