@@ -46,7 +46,10 @@ from accelqual.sim.modelled import ModelledProbeRunner, modelled_report
 from accelqual_probes.hostinfo import describe_cpu, read_meminfo
 
 TARGETS = {"mutating_per_node": 4.0, "cpu_ms_per_node": 2.0, "status_kib": 32.0, "rss_mb": 300.0}
-MUTATING = ("create", "update", "patch", "delete")
+#: The operator's mutating requests, as the emulator counts them ("verb resource[/subresource]"). The
+#: simulated kubelet's own requests (pod binding, pod status) are the kubelet's, not the operator's.
+OPERATOR_MUTATING = ("create pods", "delete pods", "patch nodes", "create events", "patch qualifications/status",
+                     "patch qualifications", "create configmaps", "patch configmaps")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -195,16 +198,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     operator.kill()
                     _, err = operator.communicate()
         stats = emulator.stats()
-    by_verb: Counter[str] = Counter()
     by_key: Counter[str] = Counter()
     for (verb, plural, sub), count in stats.items():
-        by_verb[verb] += count
         by_key[f"{verb} {plural}{'/' + sub if sub else ''}"] += count
-    # The kubelet's own requests (scheduling, status) are the kubelet's, not the operator's: the
-    # operator's mutating requests are pod create/delete, node patch, event create, status patch.
-    operator_mutating = sum(c for k, c in by_key.items() if k in (
-        "create pods", "delete pods", "patch nodes", "create events", "patch qualifications/status",
-        "patch qualifications", "create configmaps", "patch configmaps"))
+    operator_mutating = sum(by_key.get(k, 0) for k in OPERATOR_MUTATING)
     n = args.nodes
     status_bytes = len(json.dumps(obj.get("status") or {}))
     emulator_cpu = (self_after.ru_utime + self_after.ru_stime) - (self_before.ru_utime + self_before.ru_stime)

@@ -48,9 +48,7 @@ def test_requests_are_counted_at_the_emulator_per_node(run_output: tuple[dict[st
     # One probe pod per node, created, read and deleted once; each node marked once.
     for key in ("create pods", "delete pods", "get pods/log", "patch nodes"):
         assert requests[key] == NODES, key
-    operator_mutating = sum(requests.get(k, 0) for k in (
-        "create pods", "delete pods", "patch nodes", "create events", "patch qualifications/status",
-        "patch qualifications", "create configmaps", "patch configmaps"))
+    operator_mutating = sum(requests.get(k, 0) for k in control_plane.OPERATOR_MUTATING)
     assert data["mutating_per_node"] == pytest.approx(operator_mutating / NODES, abs=1e-3)
     assert data["operator_cpu_seconds"] > 0 and data["rss_mb"] > 0
     assert data["status_kib"] > 0
