@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from accelqual.pacing import DEFAULT_INTERVAL_SECONDS
 from accelqual.sim.kubelet import SimNode
 from accelqual.sim.modelled import ModelledProbeRunner, modelled_report
 from accelqual_probes.hostinfo import describe_cpu, read_meminfo
@@ -158,6 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     host = machine()
     runner = ModelledProbeRunner(duration=args.probe_seconds, seed=1)
+    io_batch = [] if args.io_batch_ms is None else ["--io-batch-ms", f"{args.io_batch_ms:g}"]
     with SimulatedCluster(runner=runner, kubelet_parallel=10**6, kubelet_interval=args.kubelet_interval,
                           with_s3=False) as cluster:
         emulator = cluster.server.emulator
@@ -169,7 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "accelqual.cli", "operator", "--kubeconfig", str(kubeconfig),
                  "--namespace", cluster.namespace, "--metrics-port", "0", "--liveness", "",
-                 "--log-level", "WARNING"],
+                 "--log-level", "WARNING", *io_batch],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 time.sleep(args.warmup)
@@ -213,6 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "nodes": n,
         "phase": (obj.get("status") or {}).get("phase"),
         "summary": (obj.get("status") or {}).get("summary"),
+        "io_batch_ms": args.io_batch_ms if args.io_batch_ms is not None else DEFAULT_INTERVAL_SECONDS * 1000,
         "setup_seconds": round(setup_s, 2),
         "run_seconds": round(elapsed, 2),
         "operator_cpu_seconds": round(run_cpu, 2),
@@ -247,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="calibration measurements before the run (0: no calibration at all)")
     p.add_argument("--calibrate-every", type=float, default=30.0,
                    help="seconds between calibration measurements during the run")
+    p.add_argument("--io-batch-ms", type=float, default=None,
+                   help="the operator's --io-batch-ms (default: the operator's own default)")
     p.add_argument("--calibrate", type=int, help=argparse.SUPPRESS)  # the calibration's own process
     p.add_argument("--json", help="write the measurements as JSON")
     args = p.parse_args(argv)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from accelqual.handlers.reconcile import OperatorConfig
 from accelqual.logs import configure_logging
+from accelqual.pacing import DEFAULT_INTERVAL_SECONDS, loop_factory
 from accelqual.runtime import OperatorOptions, run_operator
 
 
@@ -32,10 +33,24 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--workers", type=int, default=16, help="threads for API and S3 calls")
+    p.add_argument("--io-batch-ms", type=_milliseconds, default=DEFAULT_INTERVAL_SECONDS * 1000, metavar="MS",
+                   help="take I/O in batches, waiting for it at most once per MS milliseconds (warm CPU caches, "
+                        "a third less CPU at fleet scale; see accelqual.pacing); 0 wakes for each event "
+                        "(default: %(default)g)")
     p.add_argument("--probe-image", action="append", default=[], metavar="STACK=IMAGE", type=_stack_image,
                    help="probe image for a software stack (cuda, rocm, ascend, cpu), used when a Qualification "
                         "names no probe.image; repeatable")
     return p.parse_args(list(argv))
+
+
+def _milliseconds(value: str) -> float:
+    try:
+        ms = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {value!r}") from None
+    if not 0 <= ms <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 0 to 1000 milliseconds, got {value}")
+    return ms
 
 
 def _stack_image(value: str) -> tuple[str, str]:
@@ -77,7 +92,8 @@ def main(argv: Sequence[str]) -> int:
     gc.freeze()
     gc.set_threshold(20_000, 20, 100)
     try:
-        asyncio.run(run_operator(options))
+        with asyncio.Runner(loop_factory=loop_factory(args.io_batch_ms / 1000)) as runner:
+            runner.run(run_operator(options))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a one-line reason where the user looks: the exit status and stderr

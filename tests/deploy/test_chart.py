@@ -137,6 +137,13 @@ def test_operator_args_are_valid_accelqual_operator_flags(helm: Path) -> None:
     assert args.metrics_port == 8000
     assert args.log_format == "json"
     assert args.peering is None
+    assert args.io_batch_ms == 50
+
+
+def test_io_batching_is_a_value_of_the_chart(helm: Path) -> None:
+    _, pod = _deployment(helm_template(helm, set_values=["operator.ioBatchMs=0"]))
+
+    assert parse_operator_args(pod["containers"][0]["args"]).io_batch_ms == 0
 
 
 def test_one_replica_is_standalone_and_stops_before_it_starts_again(helm: Path) -> None:

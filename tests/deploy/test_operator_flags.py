@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from accelqual import operator_main
+from accelqual.pacing import PacedSelector
 from accelqual.runtime import OperatorOptions
 
 
@@ -42,3 +45,26 @@ def test_a_standalone_operator_has_no_peering_priority(started: list[OperatorOpt
 
     assert started[0].peering is None
     assert started[0].priority is None
+
+
+def test_io_is_batched_every_50_ms_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[object] = []
+
+    async def fake_run(options: OperatorOptions) -> None:
+        seen.append(asyncio.get_running_loop()._selector)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(operator_main, "run_operator", fake_run)
+    assert operator_main.main(["--metrics-port", "0"]) == 0
+    assert operator_main.main(["--metrics-port", "0", "--io-batch-ms", "0"]) == 0
+
+    assert isinstance(seen[0], PacedSelector) and seen[0].interval == 0.05
+    assert not isinstance(seen[1], PacedSelector)
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "nan", "1001"])
+def test_a_bad_io_batch_interval_is_a_usage_error(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        operator_main.parse(["--io-batch-ms", value])
+
+    assert exited.value.code == 2
+    assert "--io-batch-ms" in capsys.readouterr().err

@@ -1,0 +1,65 @@
+"""An event loop that takes the operator's I/O in batches: at most one waiting `select` per interval.
+
+At fleet scale the operator's work arrives as a trickle of small pieces: a watch event,
+the answer to one of thousands of requests. Woken for each, the event loop runs a few
+tens of microseconds of work and goes back to sleep, and by the next wake-up the other
+process on the core (the API server, the kubelets) has evicted the operator's code and
+data from the CPU caches. Measured here, decoding a pod event took 22 us with warm
+caches and 105-135 us with cold ones, and in the operator it took 66-72 us.
+
+So a `select` that would wait comes at most once per `interval`: the loop first sleeps
+out the rest of the interval, then takes everything that arrived meanwhile and handles
+it in one warm pass. A `select` with ready work (timeout 0) is never delayed, nor a timer
+beyond its due time. In the 2,000-node benchmark a 50 ms interval cut the selects from
+34,000 to 3,300 and the operator's CPU per node from 4.3 ms to 2.8 ms, with the time to
+all verdicts unchanged (93 s against 97 s). Each hop of I/O can wait up to an interval
+longer; a reconcile makes about ten, beside the half-second debounce of wake-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import time
+from collections.abc import Callable
+
+#: The operator's default interval (`accelqual operator --io-batch-ms`).
+DEFAULT_INTERVAL_SECONDS = 0.05
+
+
+class PacedSelector(selectors.DefaultSelector):
+    """The platform's selector; a `select` that would wait first sleeps until `interval` after the last one."""
+
+    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__()
+        if interval < 0:
+            raise ValueError(f"the interval must not be negative, got {interval}")
+        self.interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._last = float("-inf")
+        #: Seconds slept for batching (a measure of how much the pacing held the loop back).
+        self.slept = 0.0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None or timeout > 0:
+            wait = self._last + self.interval - self._clock()
+            if wait > 0:
+                if timeout is not None:
+                    # A timer due sooner is not held back: sleep until it, and look without waiting.
+                    wait = min(wait, timeout)
+                    timeout -= wait
+                self._sleep(wait)
+                self.slept += wait
+        try:
+            return super().select(timeout)
+        finally:
+            self._last = self._clock()
+
+
+def loop_factory(interval: float) -> Callable[[], asyncio.AbstractEventLoop]:
+    """A factory for `asyncio.Runner`: a selector loop paced at `interval` (0: the default loop)."""
+    if interval <= 0:
+        return asyncio.new_event_loop
+    return lambda: asyncio.SelectorEventLoop(PacedSelector(interval))
