@@ -10,13 +10,15 @@ profile with noise and seeded faults, ready after `--probe-seconds`), so the tim
 run start to all verdicts measures the control plane, not the probes.
 
 The two processes share this machine's caches and memory bus, and the host's speed drifts
-by tens of percent between minutes. A calibration measures both in the same run: a fixed
+by tens of percent between minutes. A calibration measures the drift in the same run: a fixed
 piece of operator-like work (validating a modelled probe report, as the operator judges
 one) runs in a process of its own before the run and every `--calibrate-every` seconds
 during it. `co_run_slowdown` compares its CPU time during the run with before it, and
 `cpu_per_node_in_calibrations` gives the operator's CPU per node in units of it, which
-compares runs (and code versions) despite the drift. The targets are judged on the CPU
-as measured.
+compares runs (and code versions) despite the drift. The work is a tight loop whose code
+and data stay in the CPU caches, so it does not show what the operator loses when its
+caches go cold between small pieces of work (see `accelqual.pacing`). The targets are
+judged on the CPU as measured.
 
 Prints, side by side, the measured values and the targets of the issue, and as the last
 line a one-line summary of the targets met.

@@ -69,6 +69,11 @@ def test_the_calibration_and_the_machine_are_recorded(run_output: tuple[dict[str
     assert len(machine["load_average_start"]) == 3 and len(machine["load_average_end"]) == 3
 
 
+def test_the_operator_ran_with_its_default_io_batching(run_output: tuple[dict[str, Any], list[str]]) -> None:
+    data, _ = run_output
+    assert data["io_batch_ms"] == 50
+
+
 def test_the_summary_is_the_last_line_printed(run_output: tuple[dict[str, Any], list[str]]) -> None:
     data, lines = run_output
     assert lines[-1].startswith(f"SUMMARY nodes={NODES} completed=True targets_met=")
@@ -78,7 +83,7 @@ def test_the_summary_is_the_last_line_printed(run_output: tuple[dict[str, Any], 
 def test_the_document_shows_the_run_with_its_machine(run_output: tuple[dict[str, Any], list[str]]) -> None:
     data, _ = run_output
     doc = make_performance_doc.render([], [data])
-    assert f"{NODES} simulated nodes; phase Completed" in doc
+    assert f"{NODES} simulated nodes; operator `--io-batch-ms 50`; phase Completed" in doc
     assert f"cpu {data['machine']['cpu']}" in doc
     assert "records no machine" not in doc
     assert ("Calibration: a fixed piece of operator-like work" in doc) == (data["co_run_slowdown"] is not None)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from benchmarks.make_performance_doc import median_interval, render_fidelity
+from benchmarks.make_performance_doc import median_interval, render_comparison, render_fidelity
 
 
 def test_seven_rounds_give_the_second_and_sixth_order_statistics_at_87_5_percent() -> None:
@@ -43,3 +43,20 @@ def test_the_document_shows_the_interval_beside_the_median() -> None:
              "met": False}
     doc = render_fidelity({"machine": {"device": "cpu"}, "rounds": 7, "checks": [check]})
     assert "| 0.930 | 0.890 to 1.020 (87.5%) | 0.970 |" in doc
+
+
+def test_a_side_by_side_comparison_gives_the_median_ratio_of_the_two_settings() -> None:
+    runs = [{"nodes": 2000, "io_batch_ms": 0.0, "cpu_ms_per_node": 4.0, "run_seconds": 95.0},
+            {"nodes": 2000, "io_batch_ms": 50.0, "cpu_ms_per_node": 3.0, "run_seconds": 93.0},
+            {"nodes": 2000, "io_batch_ms": 0.0, "cpu_ms_per_node": 4.4, "run_seconds": 97.0},
+            {"nodes": 2000, "io_batch_ms": 50.0, "cpu_ms_per_node": 2.6, "run_seconds": 92.0}]
+
+    doc = render_comparison(runs)
+
+    assert doc.count("| 2000 |") == 4
+    assert "| 2000 | 50 | 2.6 | - | 92 |" in doc  # in the order they ran; a missing value is "-"
+    assert "`--io-batch-ms 50` over `--io-batch-ms 0`: 0.67." in doc  # medians 2.8 / 4.2
+
+
+def test_a_comparison_of_one_setting_gives_no_ratio() -> None:
+    assert "over" not in render_comparison([{"nodes": 10, "io_batch_ms": 50.0, "cpu_ms_per_node": 3.0}])
