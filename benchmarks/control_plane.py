@@ -235,6 +235,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # host's speed drifts by tens of percent between minutes, and this ratio compares runs despite it.
         "cpu_per_node_in_calibrations": None if busy_cal is None else round(run_cpu / n / busy_cal, 2),
         "machine": host,
+        # Stopped with SIGTERM as Kubernetes stops a pod: 0 if it shut down cleanly within 30 s.
+        "operator_exit_code": operator.returncode,
         "operator_stderr_tail": err.decode(errors="replace")[-2000:],
     }
 

@@ -69,9 +69,11 @@ def test_the_calibration_and_the_machine_are_recorded(run_output: tuple[dict[str
     assert len(machine["load_average_start"]) == 3 and len(machine["load_average_end"]) == 3
 
 
-def test_the_operator_ran_with_its_default_io_batching(run_output: tuple[dict[str, Any], list[str]]) -> None:
+def test_the_operator_ran_with_its_default_io_batching_and_stopped_cleanly_on_sigterm(
+        run_output: tuple[dict[str, Any], list[str]]) -> None:
     data, _ = run_output
     assert data["io_batch_ms"] == 50
+    assert data["operator_exit_code"] == 0, data["operator_stderr_tail"]
 
 
 def test_the_summary_is_the_last_line_printed(run_output: tuple[dict[str, Any], list[str]]) -> None:
