@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibrate", type=int, help=argparse.SUPPRESS)  # the calibration's own process
     p.add_argument("--json", help="write the measurements as JSON")
     args = p.parse_args(argv)
+    if args.io_batch_ms is not None and not 0 <= args.io_batch_ms <= 1000:
+        p.error(f"--io-batch-ms must be 0 to 1000, got {args.io_batch_ms:g}")
     if args.calibrate:
         print(calibration_work(args.calibrate))
         return 0

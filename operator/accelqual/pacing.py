@@ -2,10 +2,10 @@
 
 At fleet scale the operator's work arrives as a trickle of small pieces: a watch event,
 the answer to one of thousands of requests. Woken for each, the event loop runs a few
-tens of microseconds of work and goes back to sleep, and by the next wake-up the other
-process on the core (the API server, the kubelets) has evicted the operator's code and
-data from the CPU caches. Measured here, decoding a pod event took 22 us with warm
-caches and 105-135 us with cold ones, and in the operator it took 66-72 us.
+tens of microseconds of work and goes back to sleep, and by the next wake-up other work
+(the operator's own other tasks, or another process on the core) has evicted its code and
+data from the CPU caches. Measured here, decoding a pod event took 22 us with warm caches
+and 105-135 us with cold ones, and in the operator it took 66-72 us.
 
 So a `select` that would wait comes at most once per `interval`: the loop first sleeps
 out the rest of the interval, then takes everything that arrived meanwhile and handles

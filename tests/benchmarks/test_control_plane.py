@@ -95,3 +95,11 @@ def test_the_document_shows_the_run_with_its_machine(run_output: tuple[dict[str,
 def test_a_failed_calibration_is_missing_not_fatal(monkeypatch: pytest.MonkeyPatch, executable: str) -> None:
     monkeypatch.setattr(sys, "executable", executable)
     assert control_plane.calibrate(10) is None
+
+
+@pytest.mark.parametrize("value", ["-5", "1001", "nan"])
+def test_an_io_batch_interval_the_operator_would_refuse_is_a_usage_error(value: str) -> None:
+    """Refused before a cluster is built, rather than an operator that exits at once and a run that waits."""
+    with pytest.raises(SystemExit) as exited:
+        control_plane.main(["--nodes", "1", "--io-batch-ms", value])
+    assert exited.value.code == 2
