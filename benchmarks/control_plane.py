@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from accelqual.pacing import DEFAULT_INTERVAL_SECONDS
+from accelqual.pacing import DEFAULT_INTERVAL_SECONDS, io_batch_ms
 from accelqual.sim.kubelet import SimNode
 from accelqual.sim.modelled import ModelledProbeRunner, modelled_report
 from accelqual_probes.hostinfo import describe_cpu, read_meminfo
@@ -161,7 +161,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     host = machine()
     runner = ModelledProbeRunner(duration=args.probe_seconds, seed=1)
-    io_batch = [] if args.io_batch_ms is None else ["--io-batch-ms", f"{args.io_batch_ms:g}"]
     with SimulatedCluster(runner=runner, kubelet_parallel=10**6, kubelet_interval=args.kubelet_interval,
                           with_s3=False) as cluster:
         emulator = cluster.server.emulator
@@ -173,7 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "accelqual.cli", "operator", "--kubeconfig", str(kubeconfig),
                  "--namespace", cluster.namespace, "--metrics-port", "0", "--liveness", "",
-                 "--log-level", "WARNING", *io_batch],
+                 "--log-level", "WARNING", "--io-batch-ms", f"{args.io_batch_ms:g}"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 time.sleep(args.warmup)
@@ -217,7 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "nodes": n,
         "phase": (obj.get("status") or {}).get("phase"),
         "summary": (obj.get("status") or {}).get("summary"),
-        "io_batch_ms": args.io_batch_ms if args.io_batch_ms is not None else DEFAULT_INTERVAL_SECONDS * 1000,
+        "io_batch_ms": args.io_batch_ms,
         "setup_seconds": round(setup_s, 2),
         "run_seconds": round(elapsed, 2),
         "operator_cpu_seconds": round(run_cpu, 2),
@@ -254,13 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="calibration measurements before the run (0: no calibration at all)")
     p.add_argument("--calibrate-every", type=float, default=30.0,
                    help="seconds between calibration measurements during the run")
-    p.add_argument("--io-batch-ms", type=float, default=None,
-                   help="the operator's --io-batch-ms (default: the operator's own default)")
+    p.add_argument("--io-batch-ms", type=io_batch_ms, default=DEFAULT_INTERVAL_SECONDS * 1000,
+                   help="the operator's --io-batch-ms (default: the operator's own default, %(default)g)")
     p.add_argument("--calibrate", type=int, help=argparse.SUPPRESS)  # the calibration's own process
     p.add_argument("--json", help="write the measurements as JSON")
     args = p.parse_args(argv)
-    if args.io_batch_ms is not None and not 0 <= args.io_batch_ms <= 1000:
-        p.error(f"--io-batch-ms must be 0 to 1000, got {args.io_batch_ms:g}")
     if args.calibrate:
         print(calibration_work(args.calibrate))
         return 0

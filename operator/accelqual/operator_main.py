@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from accelqual.handlers.reconcile import OperatorConfig
 from accelqual.logs import configure_logging
-from accelqual.pacing import DEFAULT_INTERVAL_SECONDS, loop_factory
+from accelqual.pacing import DEFAULT_INTERVAL_SECONDS, io_batch_ms, loop_factory
 from accelqual.runtime import OperatorOptions, run_operator
 
 
@@ -33,7 +33,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--workers", type=int, default=16, help="threads for API and S3 calls")
-    p.add_argument("--io-batch-ms", type=_milliseconds, default=DEFAULT_INTERVAL_SECONDS * 1000, metavar="MS",
+    p.add_argument("--io-batch-ms", type=io_batch_ms, default=DEFAULT_INTERVAL_SECONDS * 1000, metavar="MS",
                    help="take I/O in batches, waiting for it at most once per MS milliseconds (warm CPU caches, "
                         "a third less CPU at fleet scale; see accelqual.pacing); 0 wakes for each event "
                         "(default: %(default)g)")
@@ -41,16 +41,6 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="probe image for a software stack (cuda, rocm, ascend, cpu), used when a Qualification "
                         "names no probe.image; repeatable")
     return p.parse_args(list(argv))
-
-
-def _milliseconds(value: str) -> float:
-    try:
-        ms = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds, got {value!r}") from None
-    if not 0 <= ms <= 1000:
-        raise argparse.ArgumentTypeError(f"expected 0 to 1000 milliseconds, got {value}")
-    return ms
 
 
 def _stack_image(value: str) -> tuple[str, str]:

@@ -18,6 +18,7 @@ longer; a reconcile makes about ten, beside the half-second debounce of wake-ups
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import selectors
 import time
@@ -25,6 +26,18 @@ from collections.abc import Callable
 
 #: The operator's default interval (`accelqual operator --io-batch-ms`).
 DEFAULT_INTERVAL_SECONDS = 0.05
+
+
+def io_batch_ms(value: str) -> float:
+    """`--io-batch-ms` as argparse takes it: 0 to 1000 milliseconds (the operator's flag, and the
+    control-plane benchmark's, which passes it through)."""
+    try:
+        ms = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {value!r}") from None
+    if not 0 <= ms <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 0 to 1000 milliseconds, got {value}")
+    return ms
 
 
 class PacedSelector(selectors.DefaultSelector):
@@ -39,8 +52,6 @@ class PacedSelector(selectors.DefaultSelector):
         self._clock = clock
         self._sleep = sleep
         self._last = float("-inf")
-        #: Seconds slept for batching (a measure of how much the pacing held the loop back).
-        self.slept = 0.0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None or timeout > 0:
@@ -51,7 +62,6 @@ class PacedSelector(selectors.DefaultSelector):
                     wait = min(wait, timeout)
                     timeout -= wait
                 self._sleep(wait)
-                self.slept += wait
         try:
             return super().select(timeout)
         finally:
