@@ -304,6 +304,25 @@ async def test_asynckube_retries_throttling_after_the_servers_retry_after() -> N
     assert body == b'{"metadata":{}}'
 
 
+async def test_asynckube_sends_the_body_as_utf8_json() -> None:
+    """A node mark carries a probe's reason, which may hold any printable text; null removes an annotation."""
+    async def script(i: int, writer: asyncio.StreamWriter) -> bool:
+        await write(writer, answer(b'{"ok":true}'))
+        return True
+
+    patch = {"metadata": {"annotations": {"accelqual.io/reason": "显存带宽 12.5 GB/s < 40 GB/s \"slow\"",
+                                          "accelqual.io/resume": None}},
+             "spec": {"taints": [{"key": "k", "effect": "NoSchedule", "value": ""}], "unschedulable": False,
+                      "n": 3, "x": 1.5}}
+    async with scripted(script) as (url, seen):
+        kube = AsyncKube(Connection(k8s.Configuration(host=url)))
+        await kube.patch("/api/v1/nodes/n", patch, "application/merge-patch+json")
+        await kube.close()
+    _, _, headers, body = seen.requests[0]
+    assert json.loads(body.decode("utf-8")) == patch
+    assert int(headers["content-length"]) == len(body)
+
+
 async def test_asynckube_reports_the_servers_error() -> None:
     async def script(i: int, writer: asyncio.StreamWriter) -> bool:
         status = b'{"kind":"Status","reason":"Forbidden","message":"nodes \\"n\\" is forbidden"}'
