@@ -12,7 +12,13 @@ from collections.abc import Sequence
 
 from accelqual.handlers.reconcile import OperatorConfig
 from accelqual.logs import configure_logging
-from accelqual.pacing import DEFAULT_INTERVAL_SECONDS, io_batch_ms, loop_factory
+from accelqual.pacing import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_RECONCILE_WAIT_FACTOR,
+    io_batch_ms,
+    loop_factory,
+    reconcile_wait_factor,
+)
 from accelqual.runtime import OperatorOptions, run_operator
 
 
@@ -37,6 +43,11 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="take I/O in batches, waiting for it at most once per MS milliseconds (warm CPU caches, "
                         "a third less CPU at fleet scale; see accelqual.pacing); 0 wakes for each event "
                         "(default: %(default)g)")
+    p.add_argument("--reconcile-wait-factor", type=reconcile_wait_factor, default=DEFAULT_RECONCILE_WAIT_FACTOR,
+                   metavar="F",
+                   help="after a reconcile, wake-ups wait at least F times the CPU it took, so reconciling uses at "
+                        "most about 1/(1+F) of a core; lower decides sooner for more CPU, 0 waits only the 0.5 s "
+                        "debounce (default: %(default)g)")
     p.add_argument("--probe-image", action="append", default=[], metavar="STACK=IMAGE", type=_stack_image,
                    help="probe image for a software stack (cuda, rocm, ascend, cpu), used when a Qualification "
                         "names no probe.image; repeatable")
@@ -72,7 +83,8 @@ def main(argv: Sequence[str]) -> int:
         priority = args.peering_priority if args.peering_priority is not None else seniority_priority(time.time())
     options = OperatorOptions(config=config, kubeconfig=args.kubeconfig, peering=args.peering, priority=priority,
                               liveness=args.liveness or None,
-                              metrics_port=args.metrics_port or None)
+                              metrics_port=args.metrics_port or None,
+                              reconcile_wait_factor=args.reconcile_wait_factor)
     # Everything imported so far (kopf, the kubernetes client's models, pydantic's schemas) lives as long
     # as the process: out of the collector's sight, a full collection walks only the fleet's state. And
     # collections are rarer than CPython's default (700, 10, 10): judging a report allocates thousands of

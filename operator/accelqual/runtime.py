@@ -20,6 +20,7 @@ from accelqual.handlers.reconcile import (
     default_evidence_factory,
 )
 from accelqual.handlers.registry import DEBOUNCE_SECONDS, build_registry
+from accelqual.pacing import DEFAULT_RECONCILE_WAIT_FACTOR
 
 
 @dataclass
@@ -34,6 +35,8 @@ class OperatorOptions:
     liveness: str | None = None
     metrics_port: int | None = None
     debounce: float = DEBOUNCE_SECONDS
+    #: Wake-ups wait at least this many times the last reconcile's CPU (see `handlers.registry`).
+    reconcile_wait_factor: float = DEFAULT_RECONCILE_WAIT_FACTOR
     #: Simulated time runs this much faster than real time (rehearsals); waits shrink to match.
     time_scale: float = 1.0
     clock: Callable[[], datetime] | None = None
@@ -46,7 +49,9 @@ class OperatorOptions:
 
 
 def make_reconciler(options: OperatorOptions, metrics: Metrics | None = None) -> Reconciler:
-    kube = KubeClient.for_url(options.server) if options.server else KubeClient.from_environment(options.kubeconfig)
+    workers = options.config.workers  # the threads that call the API at once
+    kube = KubeClient.for_url(options.server, pool_size=workers) if options.server else \
+        KubeClient.from_environment(options.kubeconfig, pool_size=workers)
     return Reconciler(kube, options.config, metrics=metrics, clock=options.clock,
                       evidence_factory=options.evidence_factory, crash_points=options.crash_points,
                       monotonic=options.monotonic)
@@ -62,9 +67,10 @@ async def run_operator(
     """Run until `stop_flag` is set (or a signal arrives when run from the CLI)."""
     own = reconciler is None
     reconciler = reconciler or make_reconciler(options)
+    registry = build_registry(reconciler, debounce=options.debounce, wait_factor=options.reconcile_wait_factor,
+                              time_scale=options.time_scale)
     if options.metrics_port is not None:  # 0: any free port (tests); `reconciler.metrics.port` says which
         reconciler.metrics.serve(options.metrics_port)
-    registry = build_registry(reconciler, debounce=options.debounce, time_scale=options.time_scale)
     try:
         await kopf.operator(
             registry=registry,

@@ -75,7 +75,8 @@ def test_the_crds_helm_installs_validate_as_custom_resource_definitions(helm: Pa
 
 
 def test_values_schema_refuses_unknown_keys_and_wrong_types(helm: Path) -> None:
-    for bad in ("replicaCount=0", "operator.logFormat=xml", "imageTypo.tag=1", "peering.name=Not_DNS"):
+    for bad in ("replicaCount=0", "operator.logFormat=xml", "imageTypo.tag=1", "peering.name=Not_DNS",
+                "operator.ioBatchMs=1001", "operator.reconcileWaitFactor=201", "operator.reconcileWaitFactor=-1"):
         with pytest.raises(RenderError, match="values don't meet the specifications of the schema"):
             helm_template(helm, set_values=[bad])
 
@@ -138,12 +139,19 @@ def test_operator_args_are_valid_accelqual_operator_flags(helm: Path) -> None:
     assert args.log_format == "json"
     assert args.peering is None
     assert args.io_batch_ms == 50
+    assert args.reconcile_wait_factor == 20
 
 
 def test_io_batching_is_a_value_of_the_chart(helm: Path) -> None:
     _, pod = _deployment(helm_template(helm, set_values=["operator.ioBatchMs=0"]))
 
     assert parse_operator_args(pod["containers"][0]["args"]).io_batch_ms == 0
+
+
+def test_the_reconcile_wait_factor_is_a_value_of_the_chart(helm: Path) -> None:
+    _, pod = _deployment(helm_template(helm, set_values=["operator.reconcileWaitFactor=5"]))
+
+    assert parse_operator_args(pod["containers"][0]["args"]).reconcile_wait_factor == 5
 
 
 def test_one_replica_is_standalone_and_stops_before_it_starts_again(helm: Path) -> None:

@@ -61,10 +61,44 @@ def test_io_is_batched_every_50_ms_by_default(monkeypatch: pytest.MonkeyPatch) -
     assert not isinstance(seen[1], PacedSelector)
 
 
-@pytest.mark.parametrize("value", ["-1", "abc", "nan", "1001"])
-def test_a_bad_io_batch_interval_is_a_usage_error(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("flag", "value"), [
+    *(("--io-batch-ms", v) for v in ("-1", "abc", "nan", "1001")),
+    *(("--reconcile-wait-factor", v) for v in ("-1", "abc", "nan", "201")),
+])
+def test_a_bad_pacing_value_is_a_usage_error(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        operator_main.parse(["--io-batch-ms", value])
+        operator_main.parse([flag, value])
 
     assert exited.value.code == 2
-    assert "--io-batch-ms" in capsys.readouterr().err
+    assert flag in capsys.readouterr().err
+
+
+def test_reconciles_wait_20_times_their_cpu_by_default(started: list[OperatorOptions]) -> None:
+    assert operator_main.main(["--metrics-port", "0"]) == 0
+    assert operator_main.main(["--metrics-port", "0", "--reconcile-wait-factor", "5"]) == 0
+
+    assert [o.reconcile_wait_factor for o in started] == [20.0, 5.0]
+
+
+def test_the_reconcile_wait_factor_reaches_the_daemons(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`OperatorOptions.reconcile_wait_factor` is what the reconcile daemons are built with."""
+    from types import SimpleNamespace
+
+    from accelqual import runtime
+
+    built: list[float] = []
+
+    class BuiltError(Exception):
+        pass
+
+    def fake_build_registry(reconciler: object, *, wait_factor: float, **_: object) -> None:
+        built.append(wait_factor)
+        raise BuiltError  # stop before kopf connects anywhere
+
+    monkeypatch.setattr(runtime, "build_registry", fake_build_registry)
+    reconciler = SimpleNamespace(metrics=SimpleNamespace())
+    with pytest.raises(BuiltError):
+        asyncio.run(runtime.run_operator(OperatorOptions(reconcile_wait_factor=7.5),
+                                         reconciler=reconciler))  # type: ignore[arg-type]
+
+    assert built == [7.5]

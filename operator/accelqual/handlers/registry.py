@@ -22,19 +22,16 @@ from accelqual.adapters.watch import Connection
 from accelqual.constants import CARDPROFILES, GROUP, QUALIFICATIONS, VERSION
 from accelqual.handlers.mirrors import ClusterMirrors
 from accelqual.handlers.reconcile import ClusterView, Reconciler
+from accelqual.pacing import DEFAULT_RECONCILE_WAIT_FACTOR
 
 log = logging.getLogger("accelqual.handlers")
 
 #: After a wake-up, wait this long for more events before reconciling (batching at fleet scale).
 DEBOUNCE_SECONDS = 0.5
-#: ...and at least this many times as long as the last reconcile took (in CPU): reconciling takes at most
-#: about 1/20 of a core. At 5,000 nodes a reconcile costs about 0.3 s, so wake-ups wait about 6 s, which
-#: is little beside probes that run for minutes; at 10 the 5,000-node benchmark made 27 reconciles rather
-#: than 11 (3.3 s of planning CPU rather than 1.5 s).
-COST_RATIO = 20.0
 
 
 def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS,
+                   wait_factor: float = DEFAULT_RECONCILE_WAIT_FACTOR,
                    time_scale: float = 1.0) -> kopf.OperatorRegistry:
     """All handlers of the operator; kopf connects with the same configuration as our own client.
 
@@ -113,13 +110,7 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
                     log.exception("reconcile of %s failed; retrying", name)
                     reconciler.metrics.reconcile_error(name, "reconcile")
                     delay = 5.0
-                # A reconcile looks at the whole pool, so its cost grows with the pool: wake-ups are
-                # batched for at least COST_RATIO times the CPU the event loop spent meanwhile, which keeps
-                # the operator's share of a core bounded however large the pool and busy the watches.
-                # CPU, not elapsed time: a slow or throttling API server (answers after seconds, Retry-After)
-                # makes a reconcile long but not costly, and must not make the operator ten times slower.
-                # Like `delay`, the batch shrinks with the time scale (in rehearsals it is simulated time).
-                batch = max(debounce, COST_RATIO * (time.thread_time() - started) / time_scale)
+                batch = wake_up_batch(time.thread_time() - started, wait_factor, debounce, time_scale)
                 # A timed look never comes sooner than a woken one would (at a time scale of 1000,
                 # a 5 s requeue would otherwise be a reconcile every 5 ms of real time).
                 await _sleep(waker, stopped, max(delay / time_scale, debounce), batch)
@@ -129,6 +120,19 @@ def build_registry(reconciler: Reconciler, *, debounce: float = DEBOUNCE_SECONDS
             reconciler.metrics.forget([name])
 
     return registry
+
+
+def wake_up_batch(reconcile_cpu: float, wait_factor: float, debounce: float, time_scale: float = 1.0) -> float:
+    """Seconds to gather wake-ups after a reconcile that took `reconcile_cpu` seconds of the loop's CPU.
+
+    A reconcile looks at the whole pool, so its cost grows with the pool: waiting `wait_factor`
+    times its CPU keeps the operator's share of a core bounded however large the pool and busy
+    the watches. CPU, not elapsed time: a slow or throttling API server (answers after seconds,
+    Retry-After) makes a reconcile long but not costly, and must not make the operator ten times
+    slower. Like the requeue delay, the batch shrinks with the time scale (in rehearsals it is
+    simulated time); never shorter than the debounce.
+    """
+    return max(debounce, wait_factor * max(0.0, reconcile_cpu) / time_scale)
 
 
 def _connection_info(configuration: Any) -> kopf.ConnectionInfo:
@@ -158,7 +162,7 @@ def _plain(body: kopf.Body) -> Mapping[str, Any]:
 async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float, debounce: float) -> None:
     """Wait for a wake-up, the stop flag or `delay`, then `debounce` more to batch event storms.
 
-    The stop flag ends the debounce too: at fleet scale it lasts seconds (COST_RATIO times a
+    The stop flag ends the debounce too: at fleet scale it lasts seconds (the wait factor times a
     reconcile's CPU), and a daemon that slept through it would be cancelled by kopf after its
     cancellation timeout rather than return, delaying the operator's shutdown by as much."""
     stop = asyncio.ensure_future(stopped.wait())
