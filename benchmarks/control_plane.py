@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from accelqual.pacing import DEFAULT_INTERVAL_SECONDS, io_batch_ms
+from accelqual.pacing import DEFAULT_INTERVAL_SECONDS, DEFAULT_RECONCILE_WAIT_FACTOR, io_batch_ms, reconcile_wait_factor
 from accelqual.sim.kubelet import SimNode
 from accelqual.sim.modelled import ModelledProbeRunner, modelled_report
 from accelqual_probes.hostinfo import describe_cpu, read_meminfo
@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "accelqual.cli", "operator", "--kubeconfig", str(kubeconfig),
                  "--namespace", cluster.namespace, "--metrics-port", "0", "--liveness", "",
-                 "--log-level", "WARNING", "--io-batch-ms", f"{args.io_batch_ms:g}"],
+                 "--log-level", "WARNING", "--io-batch-ms", f"{args.io_batch_ms:g}",
+                 "--reconcile-wait-factor", f"{args.reconcile_wait_factor:g}"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 time.sleep(args.warmup)
@@ -217,6 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "phase": (obj.get("status") or {}).get("phase"),
         "summary": (obj.get("status") or {}).get("summary"),
         "io_batch_ms": args.io_batch_ms,
+        "reconcile_wait_factor": args.reconcile_wait_factor,
         "setup_seconds": round(setup_s, 2),
         "run_seconds": round(elapsed, 2),
         "operator_cpu_seconds": round(run_cpu, 2),
@@ -255,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds between calibration measurements during the run")
     p.add_argument("--io-batch-ms", type=io_batch_ms, default=DEFAULT_INTERVAL_SECONDS * 1000,
                    help="the operator's --io-batch-ms (default: the operator's own default, %(default)g)")
+    p.add_argument("--reconcile-wait-factor", type=reconcile_wait_factor, default=DEFAULT_RECONCILE_WAIT_FACTOR,
+                   help="the operator's --reconcile-wait-factor (default: the operator's own default, %(default)g)")
     p.add_argument("--calibrate", type=int, help=argparse.SUPPRESS)  # the calibration's own process
     p.add_argument("--json", help="write the measurements as JSON")
     args = p.parse_args(argv)

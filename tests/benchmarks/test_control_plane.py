@@ -69,11 +69,14 @@ def test_the_calibration_and_the_machine_are_recorded(run_output: tuple[dict[str
     assert len(machine["load_average_start"]) == 3 and len(machine["load_average_end"]) == 3
 
 
-def test_the_operator_ran_with_its_default_io_batching_and_stopped_cleanly_on_sigterm(
+def test_the_operator_ran_with_its_default_pacing_and_stopped_cleanly_on_sigterm(
         run_output: tuple[dict[str, Any], list[str]]) -> None:
     data, _ = run_output
     assert data["io_batch_ms"] == 50
+    assert data["reconcile_wait_factor"] == 20
     assert data["operator_exit_code"] == 0, data["operator_stderr_tail"]
+    # The reconcile daemon returned when told to stop, rather than being cancelled by kopf.
+    assert "is cancelled" not in data["operator_stderr_tail"]
 
 
 def test_the_summary_is_the_last_line_printed(run_output: tuple[dict[str, Any], list[str]]) -> None:
@@ -85,7 +88,7 @@ def test_the_summary_is_the_last_line_printed(run_output: tuple[dict[str, Any], 
 def test_the_document_shows_the_run_with_its_machine(run_output: tuple[dict[str, Any], list[str]]) -> None:
     data, _ = run_output
     doc = make_performance_doc.render([], [data])
-    assert f"{NODES} simulated nodes; operator `--io-batch-ms 50`; phase Completed" in doc
+    assert f"{NODES} simulated nodes; operator `--io-batch-ms 50 --reconcile-wait-factor 20`; phase Completed" in doc
     assert f"cpu {data['machine']['cpu']}" in doc
     assert "records no machine" not in doc
     assert ("Calibration: a fixed piece of operator-like work" in doc) == (data["co_run_slowdown"] is not None)

@@ -55,7 +55,31 @@ def test_a_side_by_side_comparison_gives_the_median_ratio_of_the_two_settings() 
 
     assert doc.count("| 2000 |") == 4
     assert "| 2000 | 50 | 2.6 | - | 92 |" in doc  # in the order they ran; a missing value is "-"
-    assert "`--io-batch-ms 50` over `--io-batch-ms 0`: 0.67." in doc  # medians 2.8 / 4.2
+    # CPU medians 2.8 / 4.2, run time medians 92.5 / 96
+    assert "with `--io-batch-ms 50` over `--io-batch-ms 0`: CPU per node 0.67; time from run start to all " \
+           "verdicts 0.96." in doc
+    assert "--reconcile-wait-factor" not in doc  # not recorded by these runs: no column
+
+
+def test_a_comparison_names_the_one_setting_that_varies() -> None:
+    runs = [{"nodes": 2000, "io_batch_ms": 50.0, "reconcile_wait_factor": f, "cpu_ms_per_node": cpu,
+             "run_seconds": t} for f, cpu, t in ((20.0, 2.6, 90.0), (5.0, 3.3, 60.0), (20.0, 3.0, 96.0),
+                                                 (5.0, 3.5, 63.0))]
+
+    doc = render_comparison(runs)
+
+    assert "| nodes | `--io-batch-ms` | `--reconcile-wait-factor` | CPU ms/node |" in doc
+    assert "| 2000 | 50 | 5 | 3.3 | - | 60 |" in doc
+    # the smaller value first: 20 over 5 (CPU 2.8 / 3.4, time 93 / 61.5)
+    assert "`--reconcile-wait-factor 20` over `--reconcile-wait-factor 5`: CPU per node 0.82; time from run " \
+           "start to all verdicts 1.51." in doc
+
+
+def test_runs_that_vary_two_settings_at_once_give_no_ratio() -> None:
+    runs = [{"nodes": 10, "io_batch_ms": 0.0, "reconcile_wait_factor": 20.0, "cpu_ms_per_node": 3.0},
+            {"nodes": 10, "io_batch_ms": 50.0, "reconcile_wait_factor": 5.0, "cpu_ms_per_node": 2.0}]
+
+    assert "over" not in render_comparison(runs)
 
 
 def test_a_comparison_of_one_setting_gives_no_ratio() -> None:
