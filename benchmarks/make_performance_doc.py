@@ -419,11 +419,14 @@ The same benchmark with one operator flag changed, the runs in the order they we
 """
 
 
+def _setting_values(runs: list[dict[str, Any]], key: str) -> list[float]:
+    """The distinct values the runs recorded for setting `key`, smallest first."""
+    return sorted({float(r[key]) for r in runs if r.get(key) is not None})
+
 
 def varied_setting(runs: list[dict[str, Any]]) -> tuple[str, str] | None:
     """The one setting (key, flag) that takes exactly two values across `runs`, if there is one."""
-    varied = [(key, flag) for key, flag in SETTINGS
-              if len({float(r[key]) for r in runs if r.get(key) is not None}) == 2]
+    varied = [(key, flag) for key, flag in SETTINGS if len(_setting_values(runs, key)) == 2]
     return varied[0] if len(varied) == 1 else None
 
 
@@ -449,7 +452,7 @@ def render_comparison(runs: list[dict[str, Any]]) -> str:
         if len(by_setting) == 2:
             (_, av), (_, bv) = sorted(by_setting.items())
             ratios.append(f"{what} {statistics.median(bv) / statistics.median(av):.2f}")
-    values = sorted({float(r[key]) for r in runs if r.get(key) is not None})
+    values = _setting_values(runs, key)
     if ratios:
         out.append(f"\nMedians with `{flag} {_fmt(values[1])}` over `{flag} {_fmt(values[0])}`: "
                    + "; ".join(ratios) + ".\n")

@@ -43,27 +43,26 @@ DEFAULT_RECONCILE_WAIT_FACTOR = 20.0
 MAX_RECONCILE_WAIT_FACTOR = 200.0
 
 
+def _number_from_0_to(value: str, maximum: float, unit: str) -> float:
+    """`value` as a number from 0 to `maximum` (nan and inf refused), or argparse's usage error."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {unit or 'a number'}, got {value!r}") from None
+    if not 0 <= number <= maximum:
+        raise argparse.ArgumentTypeError(f"expected 0 to {maximum:g}{' ' + unit if unit else ''}, got {value}")
+    return number
+
+
 def reconcile_wait_factor(value: str) -> float:
     """`--reconcile-wait-factor` as argparse takes it: 0 (only the debounce) to MAX_RECONCILE_WAIT_FACTOR."""
-    try:
-        factor = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not 0 <= factor <= MAX_RECONCILE_WAIT_FACTOR:
-        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_RECONCILE_WAIT_FACTOR:g}, got {value}")
-    return factor
+    return _number_from_0_to(value, MAX_RECONCILE_WAIT_FACTOR, "")
 
 
 def io_batch_ms(value: str) -> float:
     """`--io-batch-ms` as argparse takes it: 0 to 1000 milliseconds (the operator's flag, and the
     control-plane benchmark's, which passes it through)."""
-    try:
-        ms = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds, got {value!r}") from None
-    if not 0 <= ms <= 1000:
-        raise argparse.ArgumentTypeError(f"expected 0 to 1000 milliseconds, got {value}")
-    return ms
+    return _number_from_0_to(value, 1000, "milliseconds")
 
 
 class PacedSelector(selectors.DefaultSelector):
