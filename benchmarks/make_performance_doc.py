@@ -32,7 +32,18 @@ CONTROL_PLANE_TARGETS = {"mutating_per_node": (4.0, "mutating API requests per n
 
 TARGET_NODES = 5000
 #: The operator settings a comparison can vary: the key in control_plane.py's JSON, and the flag.
-SETTINGS = (("io_batch_ms", "--io-batch-ms"), ("reconcile_wait_factor", "--reconcile-wait-factor"))
+#: (JSON key, flag, whose): the settings a run records, the operator's flags and the benchmark's own.
+SETTINGS = (("io_batch_ms", "--io-batch-ms", "operator"),
+            ("reconcile_wait_factor", "--reconcile-wait-factor", "operator"),
+            ("kubelet_mode", "--kubelet", "benchmark"))
+#: What runs recorded before a setting existed did: the kubelet listed and wrote over HTTP.
+LEGACY_SETTINGS: dict[str, Any] = {"kubelet_mode": "http"}
+
+
+def setting(run: dict[str, Any], key: str) -> Any:
+    """The value of setting `key` in `run` (its legacy value when the run predates the setting)."""
+    value = run.get(key)
+    return LEGACY_SETTINGS.get(key) if value is None else value
 
 COMMANDS = """\
 ```
@@ -380,8 +391,11 @@ def render_control_plane(data: dict[str, Any]) -> str:
         if nodes != TARGET_NODES and value is not None:
             met = f"({met} if it held at {nodes} nodes; the target is for {TARGET_NODES})"
         rows.append([meaning, f"`{key}`", _fmt(value), f"<= {target:g}", met])
-    flags = " ".join(f"{flag} {_fmt(data[key])}" for key, flag in SETTINGS if data.get(key) is not None)
-    pacing = f"operator `{flags}`; " if flags else ""
+    pacing = ""
+    for whose in ("operator", "benchmark"):
+        flags = " ".join(f"{flag} {_fmt(setting(data, key))}" for key, flag, who in SETTINGS
+                         if who == whose and setting(data, key) is not None)
+        pacing += f"{whose} `{flags}`; " if flags else ""
     out = [f"{nodes} simulated nodes; {pacing}phase {_fmt(data.get('phase'))}; run start to all verdicts "
            f"{_fmt(data.get('run_seconds'))} s (setup {_fmt(data.get('setup_seconds'))} s); emulator and "
            f"simulated kubelet CPU {_fmt(data.get('emulator_and_kubelet_cpu_seconds'))} s, reported apart and "
@@ -402,7 +416,8 @@ def render_control_plane(data: dict[str, Any]) -> str:
     requests = data.get("requests_by_key") or {}
     if requests and nodes:
         out.append("\nAPI requests counted at the emulator, by verb and resource (pod binding and pod status "
-                   "patches are the simulated kubelet's, `get qualifications` the benchmark's own polling; "
+                   "patches are the simulated kubelet's, made over HTTP in its `http` mode only, `get "
+                   "qualifications` the benchmark's own polling; "
                    "the operator's mutating requests are pod create/delete, node patch, Event create and "
                    "status patch):\n\n")
         out.append(_table(["request", "count", "per node"],
@@ -413,27 +428,30 @@ def render_control_plane(data: dict[str, Any]) -> str:
 
 
 COMPARISON = """\
-The same benchmark with one operator flag changed, the runs in the order they were made
-(alternating, so that the host's drift falls on both sides alike):
+The same benchmark with one setting changed (an operator flag, or the simulated kubelet's
+mode), the runs in the order they were made (alternating, so that the host's drift falls on
+both sides alike):
 
 """
 
 
-def _setting_values(runs: list[dict[str, Any]], key: str) -> list[float]:
-    """The distinct values the runs recorded for setting `key`, smallest first."""
-    return sorted({float(r[key]) for r in runs if r.get(key) is not None})
+def _setting_values(runs: list[dict[str, Any]], key: str) -> list[Any]:
+    """The distinct values the runs recorded for setting `key`, smallest (or first by name) first."""
+    values = {setting(r, key) for r in runs} - {None}
+    return sorted(values, key=lambda v: (isinstance(v, str), v if isinstance(v, str) else float(v)))
 
 
 def varied_setting(runs: list[dict[str, Any]]) -> tuple[str, str] | None:
     """The one setting (key, flag) that takes exactly two values across `runs`, if there is one."""
-    varied = [(key, flag) for key, flag in SETTINGS if len(_setting_values(runs, key)) == 2]
+    varied = [(key, flag) for key, flag, _ in SETTINGS if len(_setting_values(runs, key)) == 2]
     return varied[0] if len(varied) == 1 else None
 
 
 def render_comparison(runs: list[dict[str, Any]]) -> str:
     """Runs that differ in an operator setting, one row each, and the median ratios of the two settings."""
-    shown = [(key, flag) for key, flag in SETTINGS if any(r.get(key) is not None for r in runs)]
-    rows = [[_fmt(r.get("nodes")), *(_fmt(r.get(key, "-")) for key, _ in shown), _fmt(r.get("cpu_ms_per_node")),
+    shown = [(key, flag) for key, flag, _ in SETTINGS if any(r.get(key) is not None for r in runs)]
+    rows = [[_fmt(r.get("nodes")), *(_fmt(setting(r, key) if setting(r, key) is not None else "-") for key, _ in shown),
+             _fmt(r.get("cpu_ms_per_node")),
              _fmt(r.get("cpu_per_node_in_calibrations")), _fmt(r.get("run_seconds")), _fmt(r.get("rss_mb")),
              _fmt(r.get("mutating_per_node"))] for r in runs]
     out = [COMPARISON, _table(["nodes", *(f"`{flag}`" for _, flag in shown), "CPU ms/node", "in calibration units",
@@ -445,12 +463,13 @@ def render_comparison(runs: list[dict[str, Any]]) -> str:
     ratios = []
     for measure, what in (("cpu_ms_per_node", "CPU per node"), ("run_seconds", "time from run start to all "
                                                                                "verdicts")):
-        by_setting: dict[float, list[float]] = {}
+        values = _setting_values(runs, key)
+        by_setting: dict[Any, list[float]] = {}
         for r in runs:
-            if r.get(measure) is not None and r.get(key) is not None:
-                by_setting.setdefault(float(r[key]), []).append(float(r[measure]))
+            if r.get(measure) is not None and setting(r, key) is not None:
+                by_setting.setdefault(setting(r, key), []).append(float(r[measure]))
         if len(by_setting) == 2:
-            (_, av), (_, bv) = sorted(by_setting.items())
+            av, bv = (by_setting[v] for v in values)
             ratios.append(f"{what} {statistics.median(bv) / statistics.median(av):.2f}")
     values = _setting_values(runs, key)
     if ratios:

@@ -48,6 +48,9 @@ def test_requests_are_counted_at_the_emulator_per_node(run_output: tuple[dict[st
     # One probe pod per node, created, read and deleted once; each node marked once.
     for key in ("create pods", "delete pods", "get pods/log", "patch nodes"):
         assert requests[key] == NODES, key
+    # The kubelet runs in its fleet mode: its bindings and pod status go into the store, not over HTTP.
+    assert data["kubelet_mode"] == "fleet"
+    assert "patch pods/status" not in requests and "patch pods" not in requests
     operator_mutating = sum(requests.get(k, 0) for k in control_plane.OPERATOR_MUTATING)
     assert data["mutating_per_node"] == pytest.approx(operator_mutating / NODES, abs=1e-3)
     assert data["operator_cpu_seconds"] > 0 and data["rss_mb"] > 0
@@ -88,7 +91,8 @@ def test_the_summary_is_the_last_line_printed(run_output: tuple[dict[str, Any], 
 def test_the_document_shows_the_run_with_its_machine(run_output: tuple[dict[str, Any], list[str]]) -> None:
     data, _ = run_output
     doc = make_performance_doc.render([], [data])
-    assert f"{NODES} simulated nodes; operator `--io-batch-ms 50 --reconcile-wait-factor 20`; phase Completed" in doc
+    assert (f"{NODES} simulated nodes; operator `--io-batch-ms 50 --reconcile-wait-factor 20`; "
+            "benchmark `--kubelet fleet`; phase Completed") in doc
     assert f"cpu {data['machine']['cpu']}" in doc
     assert "records no machine" not in doc
     assert ("Calibration: a fixed piece of operator-like work" in doc) == (data["co_run_slowdown"] is not None)

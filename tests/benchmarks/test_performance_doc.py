@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,16 @@ def test_runs_that_vary_two_settings_at_once_give_no_ratio() -> None:
 
 def test_a_comparison_of_one_setting_gives_no_ratio() -> None:
     assert "over" not in render_comparison([{"nodes": 10, "io_batch_ms": 50.0, "cpu_ms_per_node": 3.0}])
+
+
+def test_a_kubelet_mode_comparison_names_the_benchmark_setting_and_older_runs_count_as_http() -> None:
+    runs: list[dict[str, Any]] = [
+        {"nodes": 2000, "kubelet_mode": "fleet", "cpu_ms_per_node": 2.5, "run_seconds": 88.0},
+        {"nodes": 2000, "cpu_ms_per_node": 2.7, "run_seconds": 90.0},  # recorded before the setting existed
+        {"nodes": 2000, "kubelet_mode": "fleet", "cpu_ms_per_node": 2.6, "run_seconds": 86.0},
+        {"nodes": 2000, "kubelet_mode": "http", "cpu_ms_per_node": 2.8, "run_seconds": 92.0}]
+    doc = render_comparison(runs)
+    assert "| nodes | `--kubelet` | CPU ms/node |" in doc
+    assert "| 2000 | http | 2.7 |" in doc
+    assert "Medians with `--kubelet http` over `--kubelet fleet`: CPU per node 1.08; time from run start to all " \
+           "verdicts 1.05." in doc

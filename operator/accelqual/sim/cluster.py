@@ -199,6 +199,7 @@ class SimulatedCluster(ClusterDriver):
         runner: ProbeRunner | None = None,
         kubelet_parallel: int = 2,
         kubelet_interval: float = 0.2,
+        kubelet_fleet_mode: bool = False,
         with_s3: bool = True,
         namespace: str = NAMESPACE,
         operator_options: Callable[[OperatorOptions], OperatorOptions] | None = None,
@@ -212,6 +213,8 @@ class SimulatedCluster(ClusterDriver):
         self._runner = runner or SubprocessProbeRunner(threads=1)
         self._kubelet_parallel = kubelet_parallel
         self._kubelet_interval = kubelet_interval
+        #: The kubelet watches instead of listing and writes into the emulator's store (see `sim.kubelet`).
+        self._kubelet_fleet_mode = kubelet_fleet_mode
         self._customize = operator_options
         self.kube: KubeClient | None = None
         self.kubelet: SimulatedKubelet | None = None
@@ -231,7 +234,9 @@ class SimulatedCluster(ClusterDriver):
             self.s3.create_bucket(BUCKET)
             self.api.create(f"/api/v1/namespaces/{self.namespace}/secrets", self.s3_secret())
         self.kubelet = SimulatedKubelet(self.api, self.sim_nodes, self._runner, max_parallel=self._kubelet_parallel,
-                                        interval=self._kubelet_interval, log_sink=self.server.emulator.set_pod_log)
+                                        interval=self._kubelet_interval, log_sink=self.server.emulator.set_pod_log,
+                                        watch=self._kubelet_fleet_mode,
+                                        direct=self.server.emulator if self._kubelet_fleet_mode else None)
         if self.clock is not None:
             self.kubelet.clock, self.kubelet.wallclock = self.clock.elapsed, self.clock.now
         self.kubelet.start()

@@ -11,10 +11,19 @@ pod `Failed` with reason `Evicted`) or OOM-killed (container terminated `OOMKill
 A probe container is run by a `ProbeRunner`: the real `accelqual probe` as a
 subprocess on this machine's CPU (faults of the simulated node injected through
 `ACCELQUAL_INJECT`), or a modelled one for fleet-scale runs without torch.
+
+By default each step lists the unfinished pods (and, to schedule, the nodes) over HTTP and
+writes bindings and pod status over HTTP, so injected API faults reach the kubelet too. At
+fleet scale that made the simulation, not the operator, the busiest process on the machine
+(it shares the CPU with the operator the benchmarks measure). `watch=True` keeps pods and
+nodes current with watches instead, as real kubelets and schedulers do, and `direct=`
+writes bindings and status straight into an in-process emulator's store (the operator sees
+the same watch events; the emulator's request counts then hold no kubelet writes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -26,9 +35,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from accelqual.adapters.kube import MERGE_PATCH, KubeClient, KubeError, pod_path
+from accelqual.adapters.watch import Connection, ResourceMirror
+from accelqual.sim.emu_errors import ApiError
+
+if TYPE_CHECKING:
+    from accelqual.sim.emulator import ClusterEmulator
 
 log = logging.getLogger("accelqual.sim.kubelet")
 
@@ -222,6 +236,24 @@ def unschedulable_reason(pod: Mapping[str, Any], node: Mapping[str, Any], used: 
     return ""
 
 
+def affinity_node_names(pod: Mapping[str, Any]) -> list[str] | None:
+    """The only nodes `pod` may go to by its required `metadata.name In` node affinity (None: not so bound).
+
+    Like kube-scheduler's NodeAffinity pre-filter: a probe pod names its node, so the scheduler
+    looks at that node alone rather than at every node of the fleet for every pod."""
+    required = (((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = required.get("nodeSelectorTerms") or []
+    names: list[str] = []
+    for term in terms:
+        named = [expr.get("values") or [] for expr in term.get("matchFields") or []
+                 if expr.get("key") == "metadata.name" and expr.get("operator") == "In"]
+        if not named:
+            return None  # a term that any node may satisfy
+        names.extend(str(v) for v in named[0])
+    return names if terms else None
+
+
 def _extended_requests(pod: Mapping[str, Any]) -> dict[str, int]:
     total: dict[str, int] = {}
     for container in (pod.get("spec") or {}).get("containers") or []:
@@ -231,14 +263,61 @@ def _extended_requests(pod: Mapping[str, Any]) -> dict[str, int]:
     return total
 
 
+def _unfinished(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A pod the kubelet has work with (not finished, not being deleted), else None."""
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    return pod
+
+
+class _Watches:
+    """Pods and nodes mirrored by watches, in a thread with an event loop of its own."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        connection = Connection(kube.configuration)
+        self.pods: ResourceMirror[Mapping[str, Any]] = ResourceMirror(connection, "/api/v1/pods", parse=_unfinished)
+        self.nodes: ResourceMirror[Mapping[str, Any]] = ResourceMirror(connection, "/api/v1/nodes",
+                                                                       parse=lambda node: node)
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="sim-kubelet-watches", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not (self.pods.relists and self.nodes.relists):
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the simulated kubelet could not list pods and nodes")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            stop = self._stop
+            if stop is not None:
+                self._loop.call_soon_threadsafe(stop.set)
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            await asyncio.gather(self.pods.run(self._stop), self.nodes.run(self._stop))
+        try:
+            self._loop.run_until_complete(main())
+        finally:
+            self._loop.close()
+
+
 class SimulatedKubelet:
-    """Scheduler + kubelet for the simulated nodes, polling the API server in a background thread."""
+    """Scheduler + kubelet for the simulated nodes, stepping in a background thread (see the module doc)."""
 
     def __init__(self, kube: KubeClient, nodes: Mapping[str, SimNode], runner: ProbeRunner, *,
                  max_parallel: int = 2, interval: float = 0.2,
                  clock: Callable[[], float] = time.monotonic,
                  wallclock: Callable[[], datetime] = _utc_now,
-                 log_sink: Callable[[str, str, str], None] | None = None) -> None:
+                 log_sink: Callable[[str, str, str], None] | None = None,
+                 watch: bool = False, direct: ClusterEmulator | None = None) -> None:
         self.kube = kube
         self.nodes = dict(nodes)
         self.runner = runner
@@ -250,6 +329,10 @@ class SimulatedKubelet:
         # Where container output goes: the emulator's log store in-process (a real kubelet keeps logs
         # on the node and the API server proxies them), else the emulator-only PUT .../log endpoint.
         self.log_sink = log_sink
+        self.direct = direct
+        self._watches = _Watches(kube) if watch else None
+        #: Pods this kubelet finished whose end its watch may not show yet (never started twice).
+        self._finished: set[str] = set()
         self._running: dict[str, tuple[RunningProbe, float, Mapping[str, Any]]] = {}
         #: Running pods to evict at the next step (namespace/name -> message), see `evict()`.
         self._evictions: dict[str, str] = {}
@@ -261,6 +344,8 @@ class SimulatedKubelet:
         self.errors: list[str] = []
 
     def start(self) -> SimulatedKubelet:
+        if self._watches is not None:
+            self._watches.start()
         self._thread = threading.Thread(target=self._loop, name="sim-kubelet", daemon=True)
         self._thread.start()
         return self
@@ -272,6 +357,8 @@ class SimulatedKubelet:
         for probe, _, _ in self._running.values():
             probe.kill()
         self._running.clear()
+        if self._watches is not None:
+            self._watches.stop()
 
     def evict(self, namespace: str, name: str, message: str = EVICTION_MESSAGE) -> None:
         """Evict the pod at the next step if it is running then (node pressure): it ends `Failed`, reason `Evicted`."""
@@ -296,14 +383,40 @@ class SimulatedKubelet:
                 self.errors.append(repr(exc))
             self._stop.wait(self.interval)
 
+    def _live_pods(self) -> dict[str, Mapping[str, Any]]:
+        """namespace/name -> the pods with work for the kubelet (unfinished, not being deleted)."""
+        if self._watches is None:
+            # Finished pods hold nothing and need nothing: a fleet's history is not re-read every pass.
+            listed = self.kube.request("GET", "/api/v1/pods", query=[("fieldSelector", UNFINISHED)])
+            pods: list[dict[str, Any]] = listed.get("items") or []
+            return {_key(p): p for p in pods if _unfinished(p) is not None}
+        live = dict(self._watches.pods.items())
+        self._finished &= live.keys()
+        for key in self._finished:
+            del live[key]
+        return live
+
+    def _nodes(self) -> dict[str, Mapping[str, Any]]:
+        if self._watches is None:
+            return {n["metadata"]["name"]: n for n in self.kube.list_all("/api/v1/nodes")}
+        return {node["metadata"]["name"]: node for node in self._watches.nodes.values()}
+
+    def _patch_pod(self, namespace: str, name: str, body: Mapping[str, Any],
+                   subresource: str | None = None) -> dict[str, Any]:
+        """A merge patch of a pod (or its status): over HTTP, or into the `direct` emulator's store."""
+        if self.direct is None:
+            return self.kube.patch(pod_path(namespace, name) + (f"/{subresource}" if subresource else ""), body,
+                                   MERGE_PATCH)
+        try:
+            return self.direct.patch("pods", namespace, name, body, subresource=subresource)
+        except ApiError as exc:
+            raise KubeError(exc.status, exc.reason, exc.message) from None
+
     def step(self) -> None:
-        # Finished pods hold nothing and need nothing: a fleet's history is not re-read every pass.
-        listed = self.kube.request("GET", "/api/v1/pods", query=[("fieldSelector", UNFINISHED)])
-        pods: list[dict[str, Any]] = listed.get("items") or []
-        live = {_key(p): p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")}
-        nodes: dict[str, dict[str, Any]] = {}
+        live = self._live_pods()
+        nodes: dict[str, Mapping[str, Any]] = {}
         if any(not (p.get("spec") or {}).get("nodeName") for p in live.values()):
-            nodes = {n["metadata"]["name"]: n for n in self.kube.list_all("/api/v1/nodes")}
+            nodes = self._nodes()
         for key in list(self._running):
             if key not in live:  # deleted while running: the container is killed
                 self._running.pop(key)[0].kill()
@@ -330,14 +443,16 @@ class SimulatedKubelet:
     def _schedule(self, pod: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]],
                   used: dict[str, dict[str, int]]) -> dict[str, Any] | None:
         """Bind `pod` to the first node that can take it; the bound pod, or None if none can."""
-        for name, node in nodes.items():
+        named = affinity_node_names(pod)
+        candidates = nodes.items() if named is None else [(n, nodes[n]) for n in named if n in nodes]
+        for name, node in candidates:
             if name not in self.nodes:
                 continue
             if not unschedulable_reason(pod, node, used.get(name, {})):
                 meta = pod["metadata"]
                 try:
-                    bound = self.kube.patch(pod_path(meta["namespace"], meta["name"]), {"spec": {"nodeName": name}},
-                                            MERGE_PATCH)
+                    bound: dict[str, Any] = self._patch_pod(meta["namespace"], meta["name"],
+                                                            {"spec": {"nodeName": name}})
                 except KubeError as exc:
                     log.debug("binding %s failed: %s", meta["name"], exc)
                     return None
@@ -357,7 +472,7 @@ class SimulatedKubelet:
                                                          "image": c.get("image", ""),
                                                          "state": {"running": {"startedAt": self._now()}}}
                                                         for c in pod["spec"].get("containers") or []]}
-        self.kube.patch(pod_path(meta["namespace"], meta["name"]) + "/status", {"status": status}, MERGE_PATCH)
+        self._patch_pod(meta["namespace"], meta["name"], {"status": status}, "status")
         if not is_probe:
             return  # a workload pod: it just holds its resources until deleted
         self._running[key] = (self.runner.start(pod, node), self.clock(), pod)
@@ -404,7 +519,9 @@ class SimulatedKubelet:
             }
             if reason:
                 status.update({"reason": reason, "message": message})
-            self.kube.patch(path + "/status", {"status": status}, MERGE_PATCH)
+            self._patch_pod(meta["namespace"], meta["name"], {"status": status}, "status")
+            if self._watches is not None:
+                self._finished.add(key)
 
 
 def _key(pod: Mapping[str, Any]) -> str:
