@@ -50,17 +50,20 @@ COMMANDS = """\
 # probe fidelity on this machine (CPU here; a few minutes), then the control plane at 5,000 nodes
 .venv/bin/python benchmarks/probe_fidelity.py --json /tmp/fidelity.json
 .venv/bin/python benchmarks/control_plane.py --nodes 5000 --json /tmp/control-plane.json
-# optional, about 10 minutes here: the 10,000-node run
+# optional, about 8 minutes here: the 10,000-node run
 .venv/bin/python benchmarks/control_plane.py --nodes 10000 --faulty 100 --timeout 1000 --json /tmp/cp10000.json
 # optional, about 2 minutes each: an operator setting changed, alternating, for the side-by-side tables
 for ms in 0 50 0 50; do .venv/bin/python benchmarks/control_plane.py --nodes 2000 --faulty 20 \\
     --io-batch-ms $ms --json /tmp/ab-$((i+=1))-$ms.json; done
 for f in 20 5 20 5; do .venv/bin/python benchmarks/control_plane.py --nodes 2000 --faulty 20 \\
     --reconcile-wait-factor $f --json /tmp/wf-$((j+=1))-$f.json; done
+for m in fleet http fleet http; do .venv/bin/python benchmarks/control_plane.py --nodes 2000 --faulty 20 \\
+    --kubelet $m --json /tmp/km-$((k+=1))-$m.json; done
 .venv/bin/python benchmarks/make_performance_doc.py --fidelity /tmp/fidelity.json \\
     --control-plane /tmp/control-plane.json [--control-plane /tmp/cp10000.json] \\
     [--compare /tmp/ab-1-0.json /tmp/ab-2-50.json /tmp/ab-3-0.json /tmp/ab-4-50.json] \\
-    [--compare /tmp/wf-1-20.json /tmp/wf-2-5.json /tmp/wf-3-20.json /tmp/wf-4-5.json]
+    [--compare /tmp/wf-1-20.json /tmp/wf-2-5.json /tmp/wf-3-20.json /tmp/wf-4-5.json] \\
+    [--compare /tmp/km-1-fleet.json /tmp/km-2-http.json /tmp/km-3-fleet.json /tmp/km-4-http.json]
 
 # on a GPU machine (the repository with a CUDA build of torch in its venv; ~3 minutes on one card)
 python benchmarks/probe_fidelity.py --device cuda --rounds 3 --suites quick --json /tmp/fidelity-gpu.json
@@ -164,18 +167,39 @@ compared side by side with the code before it, the totals from full benchmark ru
 - **After the I/O batching** (the previous version of this document): 2.88 and 2.84 ms per
   node at 5,000 nodes (10.0 and 10.9 calibration units); at 10,000 nodes 3.60 (13.3) with
   50 faulty nodes and 4.03 (14.5) with 100.
-- **Now** (the runs above, with the small cuts below): 3.07 and 2.87 ms per node at 5,000
-  nodes (10.3 and 10.3 calibration units: the host ran slower in the first, whose emulator
-  took 193 s of CPU against 177 s), and 3.82 (14.8) at 10,000 nodes with 100 faulty; peak
-  RSS 169 MB and 262 MB. The cuts are too small for whole runs to resolve on this host.
-  CPU per node grows with the pool: each reconcile plans over the whole pool, and the
-  larger run lasts longer (the emulator's throughput and the reconcile pacing below set its
-  length), so it reconciles more often. The batching gained less at 10,000 nodes (0.81-0.88
-  of the calibration units before it) than at 5,000 (0.72-0.83), presumably because
-  planning, which it does not touch, is a larger share there; that share was not measured
-  at 10,000.
-- **Small cuts in this version**, each measured in a microbenchmark, side by side with the
-  code before: the run summary is counted in a `Counter` rather than by a pydantic attribute
+- **The previous version** (simulated kubelet in its `http` mode): 3.07 and 2.87 ms per
+  node at 5,000 nodes (10.3 calibration units each), runs of 238 and 228 s in which the
+  emulator and kubelet took 193 and 177 s of CPU; 3.82 ms (14.8 units) and 582 s at 10,000
+  nodes.
+- **Now** (the runs above: the kubelet in its `fleet` mode, and the small cuts below): 2.53
+  and 2.49 ms per node at 5,000 nodes (8.4 and 9.3 calibration units), runs of 220 and
+  217 s with 72 s of emulator and kubelet CPU; 2.52 ms (9.8 units) and 439 s at 10,000 nodes
+  with 100 faulty, the emulator and kubelet at 158 s; peak RSS 170 MB and 262 MB. CPU per
+  node no longer grows with the pool (2.5 ms at 2,000, 5,000 and 10,000 nodes): what grew
+  was the simulation's load beside the operator, not the operator's work.
+- **The simulated kubelet was the busiest process, and that cost the operator.** On this
+  VM, work on one core costs more CPU while the other core is busy: the calibration work
+  took 323, 304 and 289 us with a Python loop running on the other core against 190, 160
+  and 164 us with it idle (three pairs, one after the other). The kubelet listed every
+  unfinished pod (and, while a pod waited to be scheduled, every node) in each step, bound
+  each pod by trying the nodes from the first (quadratic in the fleet), and wrote bindings
+  and pod status over HTTP with the `kubernetes` client: at 5,000 nodes the emulator and
+  kubelet kept a core busy for the whole run. The benchmark's kubelet now runs in a fleet
+  mode (`--kubelet fleet`, the default): it watches pods and nodes as real kubelets and
+  schedulers do, looks only at the node a probe pod's required `metadata.name` affinity
+  names (as kube-scheduler's NodeAffinity pre-filter does, in both modes), and writes
+  bindings and pod status into the emulator's store, so they are no longer API requests
+  (the operator sees the same watch events; its own requests are counted as before). Side
+  by side at 2,000 nodes (the kubelet-mode table above) the simulation took 27-28 s of CPU
+  rather than 42-44 s, and the operator 2.48-2.60 rather than 2.72-2.79 ms per node. Pinning
+  the operator and the simulation to one core each (`taskset`) changed nothing: 2.51 and
+  2.43 pinned against 2.47 and 2.44 ms per node not pinned, alternating. The older
+  comparisons above were made with the kubelet in its `http` mode.
+- **Small cuts**, each measured in a microbenchmark, side by side with the code before:
+  in this version, a pool node's view in each reconcile is a slotted dataclass and a node
+  without taints skips the toleration check (`plan()` at 5,000 nodes: medians of five
+  alternating runs 67 against 80 ms, on a host that moved between 47 and 86 ms); before it,
+  the run summary is counted in a `Counter` rather than by a pydantic attribute
   assignment per node in every reconcile (`plan()` at 5,000 nodes 0.95x); request bodies are
   encoded by pydantic-core (a pod manifest in 9 us rather than 32).
 - **I/O batching (the largest single change).** The operator's pieces of work are small and
@@ -226,8 +250,8 @@ compared side by side with the code before it, the totals from full benchmark ru
   flag existed measured 60-63 s against 85-96 s and 3.3-3.5 against 2.6-3.0 ms. At 5,000
   nodes (one run each, the third table) it buys less time for more CPU: 193 s against 241 s,
   4.14 against 3.05 ms per node, because there the emulator bounds the run (its 185-193 s
-  of CPU fill one core for the whole run). The default stays 20, the side of the issue's CPU
-  target.
+  of CPU, with the kubelet in its `http` mode, fill one core for the whole run). The
+  default stays 20, the side of the issue's CPU target.
 - **Metrics.** Per-node series were labelled Gauges (`labels()` costs tens of microseconds,
   ~16 per node) plus 35 histogram observations under a mutex: 0.36-0.5 ms per node. They
   are now plain dicts turned into samples at scrape time: 0.05 ms; a gauge is touched only
@@ -249,16 +273,14 @@ compared side by side with the code before it, the totals from full benchmark ru
 - **Peer comparison** looks up the dozen compared checks in each node's outcomes instead of
   every outcome in the catalog (it runs over the whole pool in each reconcile of a complete
   run).
-- **Now, per node at 5,000 nodes** (py-spy over a whole run at 2.9 ms per node, the
-  sleeping of the paced selector excluded): judging the report about 35% (1.0 ms: strict
-  validation by pydantic is 0.4 ms of it, for an 11 KB report with 35 checks), the HTTP
-  client and the calls around it about 15%, the asyncio machinery 12%, planning 12% (each
-  reconcile plans over the whole pool), the watch streams (decoding, parsing, applying)
-  12%, metrics 3%, kopf 3%. An instrumented 5,000-node run of this version (thread CPU of
-  each function, 2.76 ms per node in all) agrees: judging 0.79 ms per report (29%), planning
-  164 ms in each of 10 reconciles (12%), decoding and applying 30,156 watch events, six per
-  node (15%), the garbage collector 4.5%, metrics 2.3%; the remaining third is the HTTP
-  client, the asyncio machinery and kopf, spread over 20,000 requests.
+- **Where the CPU goes now** (py-spy at 100 Hz over a 2,000-node run of this version, the
+  samples of the event loop only): judging reports 31% (pydantic's validation of the report
+  10 of it), the watch streams 17.5%, the pod, node and Event requests 16%, planning 13.5%
+  (each reconcile plans over the whole pool), the rest asyncio, kopf and status writes. The
+  previous version's instrumented 5,000-node run (thread CPU of each function, 2.76 ms per
+  node in all) measured judging at 0.79 ms per report, planning at 164 ms in each of 10
+  reconciles, 30,156 watch events (six per node), the garbage collector at 4.5%, metrics at
+  2.3%.
 - **uvloop, tried and not kept.** libuv's event loop in place of the paced asyncio loop
   (there is no selector to pace in it): 3.57 against 2.75 ms per node at 2,000 nodes in
   consecutive runs. Whatever its own loop saves, the cold caches cost more.
@@ -267,10 +289,11 @@ compared side by side with the code before it, the totals from full benchmark ru
   profile; neither can be skipped for hostile input. Fusing the judge's passes over the
   checks into one measured no gain beside the code it would replace (ratios 2.67-2.68
   against 2.72 of a report's validation time, within the noise), and strict-mode
-  validation was slower (371 against 339 us). Getting to 2 ms here would need every part
-  cut by another third, for example by validating only the checks the operator uses rather
-  than the whole report (a weaker guarantee about hostile input), or by replacing per-pod
-  deletes with one collection delete per run, which the RBAC deliberately does not allow.
+  validation was slower (371 against 339 us). Getting from 2.5 to 2 ms here would need every
+  part cut by another fifth, for example by validating only the checks the operator uses
+  rather than the whole report (a weaker guarantee about hostile input), or by replacing
+  per-pod deletes with one collection delete per run, which the RBAC deliberately does not
+  allow.
 """
 
 def _fmt(value: Any, digits: int = 4) -> str:
