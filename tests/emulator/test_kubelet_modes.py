@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from accelqual.adapters.kube import pod_path
+from accelqual.adapters.kube import KubeClient, pod_path
 from accelqual.sim.cluster import SimulatedCluster
-from accelqual.sim.kubelet import SimNode, affinity_node_names
+from accelqual.sim.emulator import FaultRule
+from accelqual.sim.kubelet import SimNode, _Watches, affinity_node_names
+from accelqual.sim.server import EmulatorServer
 
 NAMESPACE = "accelqual-system"
 
@@ -170,3 +172,18 @@ def test_the_scheduler_prefilter_takes_the_nodes_a_pod_names_and_only_those() ->
         "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "NotIn",
                                                 "values": ["a"]}]}]}}}}}
     assert affinity_node_names(not_in) is None
+
+
+def test_fleet_watches_that_cannot_list_fail_the_start_and_leave_no_thread_behind() -> None:
+    server = EmulatorServer()
+    server.start()
+    kube = KubeClient.for_url(server.url)
+    try:
+        server.emulator.faults.add(FaultRule(action="list", resource="pods", status=500, count=None))
+        watches = _Watches(kube)
+        with pytest.raises(RuntimeError, match="could not list pods and nodes within 1 s"):
+            watches.start(timeout=1.0)
+        assert not any(t.name == "sim-kubelet-watches" and t.is_alive() for t in threading.enumerate())
+    finally:
+        kube.close()
+        server.stop()

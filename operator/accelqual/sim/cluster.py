@@ -225,6 +225,14 @@ class SimulatedCluster(ClusterDriver):
     # --- lifecycle ----------------------------------------------------------------------
 
     def __enter__(self) -> SimulatedCluster:
+        try:
+            self._start()
+        except BaseException:
+            self.close()  # a part that failed to start leaves no server or thread of the others running
+            raise
+        return self
+
+    def _start(self) -> None:
         self.server.start()
         self.kube = KubeClient.for_url(self.server.url)
         self.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
@@ -233,14 +241,14 @@ class SimulatedCluster(ClusterDriver):
             self.s3.start()
             self.s3.create_bucket(BUCKET)
             self.api.create(f"/api/v1/namespaces/{self.namespace}/secrets", self.s3_secret())
-        self.kubelet = SimulatedKubelet(self.api, self.sim_nodes, self._runner, max_parallel=self._kubelet_parallel,
-                                        interval=self._kubelet_interval, log_sink=self.server.emulator.set_pod_log,
-                                        watch=self._kubelet_fleet_mode,
-                                        direct=self.server.emulator if self._kubelet_fleet_mode else None)
+        kubelet = SimulatedKubelet(self.api, self.sim_nodes, self._runner, max_parallel=self._kubelet_parallel,
+                                   interval=self._kubelet_interval, log_sink=self.server.emulator.set_pod_log,
+                                   watch=self._kubelet_fleet_mode,
+                                   direct=self.server.emulator if self._kubelet_fleet_mode else None)
         if self.clock is not None:
-            self.kubelet.clock, self.kubelet.wallclock = self.clock.elapsed, self.clock.now
-        self.kubelet.start()
-        return self
+            kubelet.clock, kubelet.wallclock = self.clock.elapsed, self.clock.now
+        kubelet.start()
+        self.kubelet = kubelet
 
     def __exit__(self, *exc: object) -> None:
         self.close()

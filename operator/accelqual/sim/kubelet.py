@@ -289,7 +289,8 @@ class _Watches:
         deadline = time.monotonic() + timeout
         while not (self.pods.relists and self.nodes.relists):
             if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the simulated kubelet could not list pods and nodes")
+                self.stop()
+                raise RuntimeError(f"the simulated kubelet could not list pods and nodes within {timeout:g} s")
             time.sleep(0.01)
 
     def stop(self) -> None:
