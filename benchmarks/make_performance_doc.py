@@ -31,7 +31,6 @@ CONTROL_PLANE_TARGETS = {"mutating_per_node": (4.0, "mutating API requests per n
                          "status_kib": (32.0, "status object KiB"), "rss_mb": (300.0, "operator peak RSS MB")}
 
 TARGET_NODES = 5000
-#: The operator settings a comparison can vary: the key in control_plane.py's JSON, and the flag.
 #: (JSON key, flag, whose): the settings a run records, the operator's flags and the benchmark's own.
 SETTINGS = (("io_batch_ms", "--io-batch-ms", "operator"),
             ("reconcile_wait_factor", "--reconcile-wait-factor", "operator"),
@@ -44,6 +43,7 @@ def setting(run: dict[str, Any], key: str) -> Any:
     """The value of setting `key` in `run` (its legacy value when the run predates the setting)."""
     value = run.get(key)
     return LEGACY_SETTINGS.get(key) if value is None else value
+
 
 COMMANDS = """\
 ```
@@ -475,10 +475,9 @@ def varied_setting(runs: list[dict[str, Any]]) -> tuple[str, str] | None:
 
 
 def render_comparison(runs: list[dict[str, Any]]) -> str:
-    """Runs that differ in an operator setting, one row each, and the median ratios of the two settings."""
+    """Runs that differ in one setting, one row each, and the median ratios of its two values."""
     shown = [(key, flag) for key, flag, _ in SETTINGS if any(r.get(key) is not None for r in runs)]
-    rows = [[_fmt(r.get("nodes")), *(_fmt(setting(r, key) if setting(r, key) is not None else "-") for key, _ in shown),
-             _fmt(r.get("cpu_ms_per_node")),
+    rows = [[_fmt(r.get("nodes")), *(_fmt(setting(r, key)) for key, _ in shown), _fmt(r.get("cpu_ms_per_node")),
              _fmt(r.get("cpu_per_node_in_calibrations")), _fmt(r.get("run_seconds")), _fmt(r.get("rss_mb")),
              _fmt(r.get("mutating_per_node"))] for r in runs]
     out = [COMPARISON, _table(["nodes", *(f"`{flag}`" for _, flag in shown), "CPU ms/node", "in calibration units",
@@ -487,10 +486,10 @@ def render_comparison(runs: list[dict[str, Any]]) -> str:
     if varied is None:
         return "".join(out)
     key, flag = varied
+    values = _setting_values(runs, key)
     ratios = []
     for measure, what in (("cpu_ms_per_node", "CPU per node"), ("run_seconds", "time from run start to all "
                                                                                "verdicts")):
-        values = _setting_values(runs, key)
         by_setting: dict[Any, list[float]] = {}
         for r in runs:
             if r.get(measure) is not None and setting(r, key) is not None:
@@ -498,7 +497,6 @@ def render_comparison(runs: list[dict[str, Any]]) -> str:
         if len(by_setting) == 2:
             av, bv = (by_setting[v] for v in values)
             ratios.append(f"{what} {statistics.median(bv) / statistics.median(av):.2f}")
-    values = _setting_values(runs, key)
     if ratios:
         out.append(f"\nMedians with `{flag} {_fmt(values[1])}` over `{flag} {_fmt(values[0])}`: "
                    + "; ".join(ratios) + ".\n")

@@ -422,17 +422,15 @@ class SimulatedKubelet:
             if key not in live:  # deleted while running: the container is killed
                 self._running.pop(key)[0].kill()
         used: dict[str, dict[str, int]] = {}
-        for pod in live.values():
+        for pod in live.values():  # none finished (see `_live_pods`): each bound one holds its resources
             node = (pod.get("spec") or {}).get("nodeName")
-            if node and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            if node:
                 for name, qty in _extended_requests(pod).items():
                     used.setdefault(node, {})[name] = used.setdefault(node, {}).get(name, 0) + qty
         self._finish(live)
         for key, pod in sorted(live.items(), key=lambda kv: (kv[1].get("metadata") or {}).get("creationTimestamp", "")):
             spec = pod.get("spec") or {}
             phase = (pod.get("status") or {}).get("phase") or "Pending"
-            if phase in ("Succeeded", "Failed"):
-                continue
             node_name = spec.get("nodeName")
             if not node_name:
                 bound = self._schedule(pod, nodes, used)
