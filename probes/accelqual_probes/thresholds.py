@@ -106,9 +106,9 @@ def evaluate(
 
 def consistent(values: Iterable[float], threshold: Threshold) -> bool:
     """Whether every value lies inside the threshold; the operator uses it to catch forged passes."""
-    for value in values:
-        if threshold.min is not None and value < threshold.min:
-            return False
-        if threshold.max is not None and value > threshold.max:
-            return False
-    return True
+    # min() and max() run in C: an 8-card node's report holds hundreds of values (all finite: the schema says so).
+    values = values if isinstance(values, list) else list(values)
+    if not values:
+        return True
+    return (threshold.min is None or min(values) >= threshold.min) and (
+        threshold.max is None or max(values) <= threshold.max)

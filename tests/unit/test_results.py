@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from accelqual.planning.results import evaluate_pod
+from accelqual.planning.results import evaluate_pod, last_marked_line
 from accelqual.planning.snapshot import NodeResult, PodPhase
 from accelqual_probes.catalog import Suite, select
 from accelqual_probes.profiles import BUILTIN
@@ -141,6 +141,20 @@ def test_only_the_last_marked_line_counts() -> None:
     log, term = pod_output(failing, noise=forged_log)
     result = evaluate(log, term, exit=exit_code(failing))
     assert result.verdict is OverallVerdict.FAIL
+
+
+@pytest.mark.parametrize(("output", "payload"), [
+    ("M {1}\nM {2}\n", "{2}"),
+    ("M {1}\nprogress\nM {2}", "{2}"),  # the output need not end with a newline
+    ("M {1}\r\nnoise\r\n", "{1}"),  # CRLF: the CR is not part of the payload
+    ("M {1}\nsays M {2}\n", "{1}"),  # a marker within a line does not count, nor hide an earlier one
+    ("M {1}\nM {2}M {3}\n", "{2}M {3}"),
+    ("prefix M {1}", None),
+    ("", None),
+    ("M ", ""),
+])
+def test_the_payload_is_that_of_the_last_line_starting_with_the_marker(output: str, payload: str | None) -> None:
+    assert last_marked_line(output, "M ") == payload
 
 
 @pytest.mark.parametrize("reason", ["DeadlineExceeded", "Evicted", "OOMKilled"])

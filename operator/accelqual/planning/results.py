@@ -71,12 +71,19 @@ def _label(text: str | None, limit: int = 63) -> str:
 
 
 def last_marked_line(output: str, marker: str) -> str | None:
-    """The payload of the last line starting with `marker` (earlier ones may be forged by checks)."""
-    found: str | None = None
-    for line in output.splitlines():
-        if line.startswith(marker):
-            found = line[len(marker):]
-    return found
+    """The payload of the last line starting with `marker` (earlier ones may be forged by checks).
+
+    Lines end at "\n" (a "\r" before it is dropped), as the kubelet splits a container's log. Searched
+    from the end: the report line of an 8-card node is tens of kilobytes, and splitting the whole
+    output into lines copied all of it once more."""
+    end = len(output)
+    while (start := output.rfind(marker, 0, end)) >= 0:
+        if start == 0 or output[start - 1] == "\n":
+            stop = output.find("\n", start)
+            line = output[start + len(marker):stop if stop >= 0 else len(output)]
+            return line[:-1] if line.endswith("\r") else line
+        end = start
+    return None
 
 
 def evaluate_pod(
@@ -122,13 +129,14 @@ def evaluate_pod(
     if missing:
         return rejected(f"report lacks requested checks: {', '.join(missing[:8])}")
     facts = _facts(profile)
-    impossible = _implausible(report, facts, profile)
-    if impossible is not None:
-        return rejected(f"report is not evidence: {impossible}")
-
-    # _implausible resolved the facts of every check of the report.
-    check_facts = [facts.get(c.id, _NO_FACTS) for c in report.checks]
-    checks = [_recheck(c, f) for c, f in zip(report.checks, check_facts, strict=True)]
+    checks: list[CheckResult] = []
+    outcomes: dict[str, CheckOutcome] = {}
+    for check in report.checks:
+        judged = _judge_check(check, _check_facts(facts, check.id, profile))
+        if isinstance(judged, str):
+            return rejected(f"report is not evidence: {judged}")
+        checks.append(judged[0])
+        outcomes[check.id] = judged[1]
     verdict, reason = overall_verdict(checks)
     inconsistent = [c.id for c, orig in zip(checks, report.checks, strict=True) if c.verdict is not orig.verdict]
     if verdict is not report.verdict and not inconsistent:
@@ -150,7 +158,6 @@ def evaluate_pod(
 
     if inconsistent:
         reason = f"{reason} (operator re-evaluated {', '.join(inconsistent[:4])} against the profile)"
-    outcomes = {c.id: _outcome(c, f) for c, f in zip(checks, check_facts, strict=True)}
     return NodeResult(
         node=pod.node,
         run_id=pod.run_id,
@@ -180,6 +187,10 @@ class _Facts:
     nominal_name: str = ""
     #: The operator's own limit on the metric from the profile (None: the profile sets none).
     limit: Threshold | None = None
+    #: No plausible measurement of the metric lies above this (None: no bound from the profile).
+    ceiling: float | None = None
+    #: The metric is a share of a whole (at most 1).
+    fraction: bool = False
 
 
 _NO_FACTS = _Facts()
@@ -227,21 +238,18 @@ def _resolve_facts(check_id: str, profile: CardProfileSpec | None) -> _Facts:
             resolved = resolve(spec.metric, spec.unit, rule, basis, basis_name)
             if resolved.min is not None or resolved.max is not None:
                 limit = resolved
+    ceiling = PLAUSIBLE_NOMINAL_FACTOR * nominal if nominal and spec.higher_is_better else None
     return _Facts(metric=spec.metric, unit=spec.unit, higher_is_better=spec.higher_is_better,
-                  nominal=nominal, nominal_name=nominal_name, limit=limit)
+                  nominal=nominal, nominal_name=nominal_name, limit=limit, ceiling=ceiling,
+                  fraction=spec.metric in FRACTION_METRICS)
 
 
-def _recheck(check: CheckResult, facts: _Facts) -> CheckResult:
-    """Hold a passing check to its own thresholds and, for nominal-based limits, to the operator's profile.
+def _judge_check(check: CheckResult, facts: _Facts) -> tuple[CheckResult, CheckOutcome] | str:
+    """The check as the operator judges it and what it keeps of it, or why its numbers are not evidence.
 
-    A forged or buggy report that says `pass` beside measurements that violate the limits
-    becomes `fail`, so a node can only pass on evidence.
+    One pass over the measurements (about 500 in the standard report of an 8-card node) serves the
+    plausibility bounds, the re-check and the value kept; the rest works on each metric's values.
     """
-    if check.verdict is not Verdict.PASS and check.verdict is not Verdict.WARN:
-        return check
-    limit = facts.limit
-    if not check.thresholds and limit is None:
-        return check
     by_metric: dict[str, list[float]] = {}
     for m in check.measurements:
         values = by_metric.get(m.metric)
@@ -249,6 +257,41 @@ def _recheck(check: CheckResult, facts: _Facts) -> CheckResult:
             by_metric[m.metric] = [m.value]
         else:
             values.append(m.value)
+    metric = facts.metric
+    value: float | None = None
+    primary = by_metric.get(metric) if metric else None
+    if primary:
+        low, high = min(primary), max(primary)
+        if low < 0 or (facts.fraction and high > 1.0) or (facts.ceiling is not None and high > facts.ceiling):
+            return _implausible(check, facts)
+        value = low if facts.higher_is_better else high
+    verdict = check.verdict
+    if (verdict is Verdict.PASS or verdict is Verdict.WARN) and (check.thresholds or facts.limit is not None):
+        check = _recheck(check, facts.limit, by_metric)
+        verdict = check.verdict
+    minimum: float | None = None
+    maximum: float | None = None
+    if metric:
+        for t in reversed(check.thresholds):
+            if t.severity is Severity.FAIL and t.metric == metric:
+                minimum, maximum = t.min, t.max
+                break
+    return check, CheckOutcome(
+        verdict=_VERDICT_TEXT[verdict],
+        value=value,
+        minimum=minimum,
+        maximum=maximum,
+        reason=_printable(check.reason)[:MAX_CHECK_REASON] if verdict is not Verdict.PASS else "",
+        duration_seconds=check.duration_seconds,
+    )
+
+
+def _recheck(check: CheckResult, limit: Threshold | None, by_metric: Mapping[str, list[float]]) -> CheckResult:
+    """Hold a passing check to its own thresholds and, for nominal-based limits, to the operator's profile.
+
+    A forged or buggy report that says `pass` beside measurements that violate the limits
+    becomes `fail`, so a node can only pass on evidence.
+    """
     for threshold in check.thresholds:
         if threshold.severity is not Severity.FAIL:
             continue
@@ -265,30 +308,25 @@ def _recheck(check: CheckResult, facts: _Facts) -> CheckResult:
     return check
 
 
-def _implausible(report: ProbeReport, facts: dict[str, _Facts], profile: CardProfileSpec | None) -> str | None:
-    """Why the report's numbers cannot be measurements of a working probe on a real card (None if they can).
+def _implausible(check: CheckResult, facts: _Facts) -> str:
+    """Why the check's numbers cannot be measurements of a working probe on a real card: the first
+    primary measurement out of bounds (`_judge_check` found one).
 
     Every catalog check's primary metric is a count, a size, a rate, a latency or a fraction, so it is
     never negative; no card measures more than `PLAUSIBLE_NOMINAL_FACTOR` times its own nominal peak.
     """
-    for check in report.checks:
-        f = _check_facts(facts, check.id, profile)
-        metric = f.metric
-        if not metric:
-            continue  # a third-party check's metrics may mean anything
-        ceiling = PLAUSIBLE_NOMINAL_FACTOR * f.nominal if f.nominal and f.higher_is_better else None
-        fraction = metric in FRACTION_METRICS
-        for m in check.measurements:
-            if m.metric != metric:
-                continue
-            if m.value < 0:
-                return f"{check.id} measured a negative {metric} ({m.value:.4g})"
-            if fraction and m.value > 1.0:
-                return f"{check.id} measured {metric} {m.value:.4g}, more than all"
-            if ceiling is not None and m.value > ceiling:
-                return (f"{check.id} measured {m.value:.4g} {f.unit}, more than {PLAUSIBLE_NOMINAL_FACTOR:g} x the "
-                        f"{f.nominal_name} ({f.nominal:.4g})")
-    return None
+    metric = facts.metric
+    for m in check.measurements:
+        if m.metric != metric:
+            continue
+        if m.value < 0:
+            return f"{check.id} measured a negative {metric} ({m.value:.4g})"
+        if facts.fraction and m.value > 1.0:
+            return f"{check.id} measured {metric} {m.value:.4g}, more than all"
+        if facts.ceiling is not None and m.value > facts.ceiling:
+            return (f"{check.id} measured {m.value:.4g} {facts.unit}, more than {PLAUSIBLE_NOMINAL_FACTOR:g} x the "
+                    f"{facts.nominal_name} ({facts.nominal:.4g})")
+    return f"{check.id} measured an implausible {metric}"  # not reached: the caller found one
 
 
 def _refuted(check: CheckResult, threshold: Threshold, why: str) -> CheckResult:
@@ -298,29 +336,6 @@ def _refuted(check: CheckResult, threshold: Threshold, why: str) -> CheckResult:
     return check.model_copy(update={"verdict": Verdict.FAIL, "reason": f"{measured} ({why})"[:MAX_CHECK_REASON],
                                     "thresholds": [*check.thresholds, threshold.model_copy(
                                         update={"severity": Severity.FAIL})][-64:]})
-
-
-def _outcome(check: CheckResult, facts: _Facts) -> CheckOutcome:
-    """What the operator keeps of a check: primary value, the fail limit on it, and why it did not pass."""
-    metric = facts.metric
-    value: float | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    if metric:
-        value = _worst(check, metric, facts.higher_is_better)
-        for t in reversed(check.thresholds):
-            if t.severity is Severity.FAIL and t.metric == metric:
-                minimum, maximum = t.min, t.max
-                break
-    verdict = check.verdict
-    return CheckOutcome(
-        verdict=_VERDICT_TEXT[verdict],
-        value=value,
-        minimum=minimum,
-        maximum=maximum,
-        reason=_printable(check.reason)[:MAX_CHECK_REASON] if verdict is not Verdict.PASS else "",
-        duration_seconds=check.duration_seconds,
-    )
 
 
 #: `Verdict.value` goes through the enum's descriptor, a microsecond each, 35 times per report.
