@@ -87,8 +87,8 @@ SECONDARY = {"link_width": 16.0, "link_generation": 5.0, "ops_tested": 42.0, "re
              "scanned_bytes": 1 << 30, "visible_gb": 80.0, "uid": 65534.0, "mfu": 0.42, "loss_first": 10.4,
              "loss_last": 6.1, "loss_drop": 0.41, "trajectory_deviation": 0.002, "samples_per_s_1": 2000.0,
              "p50_ms": 3.1, "best_batch": 64.0, "watts": 600.0, "samples_per_s": 2000.0}
-#: Secondary measurements that vary between runs and devices (the others are counts and settings).
-_NOISY = frozenset({"memory_gb", "requested_gb", "cv", "tflops", "mfu", "loss_first", "loss_last", "loss_drop",
+#: Secondary measurements that vary between runs and devices (the others are counts, sizes and settings).
+_NOISY = frozenset({"cv", "tflops", "mfu", "loss_first", "loss_last", "loss_drop",
                     "trajectory_deviation", "samples_per_s_1", "samples_per_s_all", "p50_ms", "watts",
                     "samples_per_s", "triad_gbps", "algbw_gbps"})
 
