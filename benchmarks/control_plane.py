@@ -5,9 +5,12 @@
 The emulated API server, the simulated kubelet and the local S3 run in this process;
 the operator runs as a separate `accelqual operator` process against a kubeconfig, so
 its CPU time and peak RSS are its own (read from /proc), and the emulator's cost is
-reported separately. Probe containers are modelled (a report derived from the card
-profile with noise and seeded faults, ready after `--probe-seconds`), so the time from
-run start to all verdicts measures the control plane, not the probes. The kubelet runs in
+reported separately. Probe containers are modelled (a report of the real probe's shape for
+each of the node's eight cards, derived from the card profile with noise and seeded faults,
+ready after `--probe-seconds`, 0 by default), so the time from run start to all verdicts
+measures the control plane, not the probes. With real probe durations (`--probe-seconds 30
+--probe-jitter 0.5`) pods finish one by one and the operator reconciles at its pacing bound
+for the whole run, so CPU per node grows with the run's length. The kubelet runs in
 its fleet mode by default (`--kubelet fleet`: watches, and pod status written into the
 emulator's store), which halves this process's CPU: it is reported apart, but a busy
 neighbour on the other core makes the operator's own work cost more CPU here (the
@@ -164,7 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from accelqual.sim.cluster import SimulatedCluster
 
     host = machine()
-    runner = ModelledProbeRunner(duration=args.probe_seconds, seed=1)
+    runner = ModelledProbeRunner(duration=args.probe_seconds, jitter=args.probe_jitter, seed=1)
     with SimulatedCluster(runner=runner, kubelet_parallel=10**6, kubelet_interval=args.kubelet_interval,
                           kubelet_fleet_mode=args.kubelet == "fleet",
                           with_s3=False) as cluster:
@@ -225,6 +228,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "io_batch_ms": args.io_batch_ms,
         "reconcile_wait_factor": args.reconcile_wait_factor,
         "kubelet_mode": args.kubelet,
+        "probe_seconds": args.probe_seconds,
+        "probe_jitter": args.probe_jitter,
         "setup_seconds": round(setup_s, 2),
         "run_seconds": round(elapsed, 2),
         "operator_cpu_seconds": round(run_cpu, 2),
@@ -248,12 +253,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _fraction(value: str) -> float:
+    """A number from 0 to 1 (argparse's usage error otherwise)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, default=5000)
     p.add_argument("--faulty", type=int, default=50)
     p.add_argument("--concurrency", default="20%")
-    p.add_argument("--probe-seconds", type=float, default=0.0)
+    p.add_argument("--probe-seconds", type=float, default=0.0,
+                   help="how long each modelled probe runs (0: its report is ready at once, so the run measures "
+                        "the control plane alone)")
+    p.add_argument("--probe-jitter", type=_fraction, default=0.0,
+                   help="each probe's duration varies by up to this fraction of --probe-seconds, as real "
+                        "probes' do (their pods then finish one by one rather than in waves)")
     p.add_argument("--kubelet-interval", type=float, default=0.5)
     p.add_argument("--kubelet", choices=("fleet", "http"), default="fleet",
                    help="the simulated kubelet's mode: 'fleet' watches pods and nodes and writes pod status into "
@@ -281,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"nodes {result['nodes']}: phase {result['phase']} {result['summary']}")
     print(f"run start -> all verdicts: {result['run_seconds']} s (setup {result['setup_seconds']} s; "
           f"emulator+kubelet CPU {result['emulator_and_kubelet_cpu_seconds']} s, not counted; "
-          f"kubelet mode {result['kubelet_mode']})")
+          f"kubelet mode {result['kubelet_mode']}; probes {result['probe_seconds']:g} s "
+          f"+-{100 * result['probe_jitter']:g}%)")
     if result["co_run_slowdown"] is not None:
         print(f"co-run slowdown {result['co_run_slowdown']:.2f}x: the calibration work took "
               f"{result['calibration_us_during_run']} us CPU during the run ({result['calibrations_during_run']} "

@@ -77,6 +77,7 @@ def test_the_operator_ran_with_its_default_pacing_and_stopped_cleanly_on_sigterm
     data, _ = run_output
     assert data["io_batch_ms"] == 50
     assert data["reconcile_wait_factor"] == 20
+    assert (data["probe_seconds"], data["probe_jitter"]) == (0.0, 0.0)  # reports ready at once: the control plane alone
     assert data["operator_exit_code"] == 0, data["operator_stderr_tail"]
     # The reconcile daemon returned when told to stop, rather than being cancelled by kopf.
     assert "is cancelled" not in data["operator_stderr_tail"]
@@ -92,7 +93,7 @@ def test_the_document_shows_the_run_with_its_machine(run_output: tuple[dict[str,
     data, _ = run_output
     doc = make_performance_doc.render([], [data])
     assert (f"{NODES} simulated nodes; operator `--io-batch-ms 50 --reconcile-wait-factor 20`; "
-            "benchmark `--kubelet fleet`; phase Completed") in doc
+            "benchmark `--kubelet fleet --probe-seconds 0 --probe-jitter 0`; phase Completed") in doc
     assert f"cpu {data['machine']['cpu']}" in doc
     assert "records no machine" not in doc
     assert ("Calibration: a fixed piece of operator-like work" in doc) == (data["co_run_slowdown"] is not None)
@@ -109,4 +110,11 @@ def test_an_io_batch_interval_the_operator_would_refuse_is_a_usage_error(value: 
     """Refused before a cluster is built, rather than an operator that exits at once and a run that waits."""
     with pytest.raises(SystemExit) as exited:
         control_plane.main(["--nodes", "1", "--io-batch-ms", value])
+    assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "half"])
+def test_a_probe_jitter_outside_0_to_1_is_a_usage_error(value: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        control_plane.main(["--nodes", "1", "--probe-jitter", value])
     assert exited.value.code == 2

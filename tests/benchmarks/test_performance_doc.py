@@ -98,3 +98,15 @@ def test_a_kubelet_mode_comparison_names_the_benchmark_setting_and_older_runs_co
     assert "| 2000 | http | 2.7 |" in doc
     assert "Medians with `--kubelet http` over `--kubelet fleet`: CPU per node 1.08; time from run start to all " \
            "verdicts 1.05." in doc
+
+
+def test_a_probe_duration_comparison_counts_older_runs_as_instant_probes() -> None:
+    runs: list[dict[str, Any]] = [
+        {"nodes": 2000, "kubelet_mode": "fleet", "cpu_ms_per_node": 2.5, "run_seconds": 88.0},  # before the setting
+        {"nodes": 2000, "kubelet_mode": "fleet", "probe_seconds": 30.0, "probe_jitter": 0.0,
+         "cpu_ms_per_node": 5.0, "run_seconds": 200.0}]
+    doc = render_comparison(runs)
+    assert "| nodes | `--kubelet` | `--probe-seconds` | `--probe-jitter` | CPU ms/node |" in doc
+    assert "| 2000 | fleet | 0 | 0 | 2.5 |" in doc
+    assert "Medians with `--probe-seconds 30` over `--probe-seconds 0`: CPU per node 2.00; time from run start " \
+           "to all verdicts 2.27." in doc
