@@ -18,11 +18,12 @@ calibration below shows by how much).
 
 The two processes share this machine's caches and memory bus, and the host's speed drifts
 by tens of percent between minutes. A calibration measures the drift in the same run: a fixed
-piece of operator-like work (validating a modelled probe report, as the operator judges
-one) runs in a process of its own before the run and every `--calibrate-every` seconds
+piece of operator-like work (validating a modelled one-card probe report of the first schema
+version, as the operator did until v2; kept fixed so that its unit does not move with the code
+it measures) runs in a process of its own before the run and every `--calibrate-every` seconds
 during it. `co_run_slowdown` compares its CPU time during the run with before it, and
 `cpu_per_node_in_calibrations` gives the operator's CPU per node in units of it, which
-compares runs (and code versions) despite the drift. The work is a tight loop whose code
+compares runs (and code versions, and hosts) despite the drift. The work is a tight loop whose code
 and data stay in the CPU caches, so it does not show what the operator loses when its
 caches go cold between small pieces of work (see `accelqual.pacing`). The targets are
 judged on the CPU as measured.
@@ -79,21 +80,61 @@ def proc_peak_rss_mb(pid: int) -> float:
 CALIBRATION_REPS = 2000
 
 
-def calibration_work(reps: int) -> float:
-    """CPU seconds per repetition of a fixed piece of operator-like work: validating one modelled
-    standard-suite probe report as the operator does (JSON parsing, pydantic-core, many small objects)."""
+def _first_version_report_model() -> type[Any]:
+    """The probe report model as the operator validated it until schema v2: one object per measured
+    value. The calibration keeps doing that work, so that its unit stays the same across versions of
+    the code it measures (it was this work in the runs docs/performance.md compares)."""
+    from typing import Annotated, Literal
+
+    from accelqual_probes.schema import MAX_MEASUREMENTS, CheckResult, FiniteFloat, ProbeReport
+    from pydantic import ConfigDict, Field
+    from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+    @pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+    class FirstMeasurement:
+        metric: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+        value: FiniteFloat
+        unit: Annotated[str, Field(max_length=32)] = ""
+        device: Annotated[int, Field(ge=0, le=1023)] | None = None
+
+    class FirstCheck(CheckResult):
+        measurements: Annotated[list[FirstMeasurement], Field(max_length=MAX_MEASUREMENTS, default_factory=list)]  # type: ignore[assignment]
+
+    class FirstReport(ProbeReport):
+        schema_version: Literal["accelqual.io/v1"] = "accelqual.io/v1"  # type: ignore[assignment]
+        checks: Annotated[list[FirstCheck], Field(max_length=256)]  # type: ignore[assignment]
+
+    return FirstReport
+
+
+def calibration_document() -> str:
+    """The calibration's input: a modelled one-card standard-suite report of an H100 in the first schema
+    version's shape (75 measured values), the same document as before schema v2."""
     from accelqual_probes.catalog import Suite, select
     from accelqual_probes.profiles import BUILTIN
-    from accelqual_probes.schema import ProbeReport
 
     profile = BUILTIN["h100-sxm"]
     checks = list(select(Suite.STANDARD, None, None))
     node = SimNode(name="calibration", labels={}, allocatable={}, faults=[])
-    text = modelled_report(node, "h100-sxm", profile, Suite.STANDARD, checks, random.Random(1)).to_json()
-    ProbeReport.parse_untrusted(text)
+    doc = modelled_report(node, "h100-sxm", profile, Suite.STANDARD, checks, random.Random(1)).to_json_dict()
+    doc["schemaVersion"] = "accelqual.io/v1"
+    for check in doc["checks"]:
+        check["measurements"] = [
+            {"metric": m["metric"], "unit": m.get("unit", ""), "value": value,
+             **({"device": m["devices"][i]} if "devices" in m else {})}
+            for m in check["measurements"] for i, value in enumerate(m["values"])]
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+
+
+def calibration_work(reps: int) -> float:
+    """CPU seconds per repetition of a fixed piece of operator-like work: validating one modelled
+    probe report as the operator did (JSON parsing, pydantic-core, many small objects)."""
+    model = _first_version_report_model()
+    text = calibration_document()
+    model.model_validate_json(text)
     start = time.thread_time()
     for _ in range(reps):
-        ProbeReport.parse_untrusted(text)
+        model.model_validate_json(text)
     return (time.thread_time() - start) / reps
 
 

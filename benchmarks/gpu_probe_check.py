@@ -29,7 +29,7 @@ from accelqual_probes.schema import CheckResult, ProbeReport, Verdict
 def _value(result: CheckResult | None, metric: str) -> list[tuple[int | None, float]]:
     if result is None:
         return []
-    return [(m.device, m.value) for m in result.measurements if m.metric == metric]
+    return [(r.device, r.value) for r in result.readings() if r.metric == metric]
 
 
 def _nominal_rows(report: ProbeReport, profile: CardProfileSpec) -> list[tuple[str, str, float | None, str]]:

@@ -429,7 +429,7 @@ def probe_once(run: PreparedRun, subject: Subject) -> tuple[float | None, CheckR
     """The check through the runner (its real path); its value on device 0 (or the node's)."""
     report = execute(dataclasses.replace(run, check_ids=[subject.check_id]))
     result = report.checks[0]
-    values = [m.value for m in result.measurements if m.metric == subject.metric and m.device in (0, None)]
+    values = [r.value for r in result.readings() if r.metric == subject.metric and r.device in (0, None)]
     return (values[0] if values else None), result
 
 

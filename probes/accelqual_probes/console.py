@@ -24,7 +24,7 @@ def headline(result: CheckResult) -> str:
     """The check's primary figure in one short phrase (first measurement with its unit)."""
     if not result.measurements:
         return ""
-    first = result.measurements[0]
+    first = next(result.measurements[0].readings())
     where = f" (device {first.device})" if first.device is not None else ""
     return f"{first.metric}={first.value:.4g}{(' ' + first.unit) if first.unit else ''}{where}"
 

@@ -14,7 +14,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from accelqual_probes import thresholds
-from accelqual_probes.schema import MAX_MEASUREMENTS, MAX_REASON, Measurement, Severity, Threshold, Verdict
+from accelqual_probes.schema import (
+    MAX_MEASUREMENTS,
+    MAX_REASON,
+    Measurement,
+    Reading,
+    Severity,
+    Threshold,
+    Verdict,
+    group_readings,
+)
 
 #: How strongly each finding decides a check's verdict.
 _SEVERITY = {Verdict.FAIL: 3, Verdict.ERROR: 2, Verdict.WARN: 1, Verdict.PASS: 0}
@@ -38,7 +47,8 @@ class Finding:
 class Evidence:
     """Measurements, applied thresholds and findings of one check run."""
 
-    measurements: list[Measurement] = field(default_factory=list)
+    #: Each measured value, in order; the report holds them grouped per metric (`measurements`).
+    readings: list[Reading] = field(default_factory=list)
     thresholds: list[Threshold] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -49,8 +59,13 @@ class Evidence:
             where = f" on device {device}" if device is not None else ""
             self.finding(Verdict.FAIL, f"{metric}{where} is {value} (not a finite number)")
             return
-        if len(self.measurements) < MAX_MEASUREMENTS:
-            self.measurements.append(Measurement(metric=metric, value=float(value), unit=unit, device=device))
+        if len(self.readings) < MAX_MEASUREMENTS:
+            self.readings.append(Reading(metric, float(value), unit, device))
+
+    @property
+    def measurements(self) -> list[Measurement]:
+        """The values as the report holds them: one `Measurement` per metric, unit and kind."""
+        return group_readings(self.readings)
 
     def judge(self, threshold: Threshold, values: Iterable[tuple[float, int | None]],
               warn_below: float | None = None, label: str = "") -> Verdict:

@@ -62,7 +62,8 @@ def hostile_outputs() -> st.SearchStrategy[str]:
         st.dictionaries(st.text(max_size=20), json_values(10), max_size=8).map(json.dumps),
         st.builds(_deep, st.integers(1, 100_000), st.sampled_from(("list", "dict"))),
         st.sampled_from(("NaN", "Infinity", "-Infinity", '{"value": NaN}', '{"value": 1e999}', "{", "}", "",
-                         '{"schemaVersion": "accelqual.io/v1", "verdict": "pass"}')),
+                         '{"schemaVersion": "accelqual.io/v1", "verdict": "pass"}',
+                         '{"schemaVersion": "accelqual.io/v2", "verdict": "pass"}')),
         st.integers(MAX_REPORT_BYTES - 2, MAX_REPORT_BYTES + 2).map(lambda n: '{"x":"' + "y" * n + '"}'),
     ), st.text(max_size=100))
     return st.one_of(

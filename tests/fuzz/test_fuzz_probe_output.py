@@ -56,7 +56,7 @@ def impossible_value(draw: st.DrawFn) -> Tampered:
     check = doc["checks"][draw(st.sampled_from(_checks_with_values(doc)))]
     value = draw(st.one_of(st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False),
                            st.sampled_from([float("nan"), float("inf"), float("-inf")])))
-    check["measurements"][0]["value"] = value
+    check["measurements"][0]["values"][0] = value
     return output(doc, allow_nan=True), termination(), 0, True, f"{check['id']} measured {value}"
 
 
@@ -70,7 +70,7 @@ def violated_limit(draw: st.DrawFn) -> Tampered:
     metric = check["measurements"][0]["metric"]
     limit = draw(st.floats(1.0, 1e6))
     value = draw(st.floats(0.0, limit * 0.99))
-    check["measurements"][0]["value"] = value
+    check["measurements"][0]["values"][0] = value
     check["thresholds"] = [{"metric": metric, "min": limit, "severity": "fail"}]
     return output(doc), termination(), 0, True, f"{check['id']} {value} under its own limit {limit}"
 
@@ -88,7 +88,7 @@ def structure(draw: st.DrawFn) -> Tampered:
         doc["checks"][draw(st.integers(0, len(doc["checks"]) - 1))]["verdict"] = draw(st.sampled_from(["fail",
                                                                                                        "error"]))
     elif what == "schema":
-        doc["schemaVersion"] = draw(st.text(max_size=20).filter(lambda v: v != "accelqual.io/v1"))
+        doc["schemaVersion"] = draw(st.text(max_size=20).filter(lambda v: v != "accelqual.io/v2"))
     elif what == "unknown":
         doc[draw(st.text(min_size=1, max_size=10).filter(lambda k: k not in doc))] = draw(json_values(4))
     elif what == "required":
@@ -210,7 +210,7 @@ def test_above_nominal_measurements_on_a_hardware_profile_never_pass(record_fuzz
         check = next(c for c in doc["checks"] if c["id"] == check_id)
         nominal, _ = h100.basis(BY_ID[check_id])
         assert nominal is not None
-        check["measurements"][0]["value"] = nominal * factor
+        check["measurements"][0]["values"][0] = nominal * factor
         pod = probe_pod(NODE)
         result, _ = judge(pod, output(doc), termination(), profile=h100)
         assert result.verdict is not OverallVerdict.PASS, f"{check_id} at {factor:g}x nominal passed"

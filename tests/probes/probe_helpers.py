@@ -58,7 +58,7 @@ def assert_operator_contract(report: ProbeReport) -> None:
     for check in report.checks:
         measured: dict[str, list[float]] = {}
         for m in check.measurements:
-            measured.setdefault(m.metric, []).append(m.value)
+            measured.setdefault(m.metric, []).extend(m.values)
         for threshold in check.thresholds:
             assert threshold.metric in measured, f"{check.id}: threshold on unmeasured {threshold.metric}"
             if check.verdict in (Verdict.PASS, Verdict.WARN) and threshold.severity is Severity.FAIL:

@@ -95,14 +95,14 @@ def test_limits_are_declared_with_their_basis(standard_report: ProbeReport) -> N
 
 def test_measured_gemm_is_comparable_with_its_reference(standard_report: ProbeReport) -> None:
     result = by_id(standard_report)["perf.gemm.fp32"]
-    values = {m.metric: m.value for m in result.measurements}
+    values = {r.metric: r.value for r in result.readings()}
     # Same shape and FLOP formula: a healthy CPU's torch GEMM lands near numpy's.
     assert 0.5 <= values["fraction_of_reference"] <= 3.0
     assert values["tflops"] / values["reference_tflops"] == pytest.approx(values["fraction_of_reference"])
 
 
 def test_training_follows_the_recorded_trajectory(standard_report: ProbeReport) -> None:
-    values = {m.metric: m.value for m in by_id(standard_report)["train.step"].measurements}
+    values = {r.metric: r.value for r in by_id(standard_report)["train.step"].readings()}
     assert values["loss_last"] < 0.85 * values["loss_first"]
     assert values["trajectory_deviation"] < 0.05
 
@@ -117,7 +117,7 @@ def test_burnin_runs_for_the_requested_seconds() -> None:
     result: CheckResult = report.checks[0]
     assert result.verdict is Verdict.PASS, result.reason
     assert 1.0 <= result.duration_seconds < 10.0
-    rounds = {m.metric: m.value for m in result.measurements}["rounds"]
+    rounds = {r.metric: r.value for r in result.readings()}["rounds"]
     assert rounds >= 1
 
 

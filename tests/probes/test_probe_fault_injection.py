@@ -71,7 +71,7 @@ def test_slow_memory_does_not_fail_gemm_and_slow_compute_does_not_fail_bandwidth
 def test_slow_compute_is_measured_by_training_and_inference(run_cli: RunCli) -> None:
     def rate(args: tuple[str, ...], check: str, metric: str) -> float:
         result = run_cli("--device", "cpu", "--suite", "quick", "--checks", check, *args)
-        return next(m.value for m in result.check(check).measurements if m.metric == metric)
+        return result.check(check).values_of(metric)[0]
 
     healthy = rate((), "infer.throughput", "samples_per_s")
     slowed = rate(("--inject", "slow-compute=0.2"), "infer.throughput", "samples_per_s")

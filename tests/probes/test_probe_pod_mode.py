@@ -34,7 +34,7 @@ def test_pod_mode_prints_the_report_as_the_last_marked_line(run_cli: RunCli, tmp
     assert len(lines) == 1 and lines[0].startswith(REPORT_MARKER), "stdout holds nothing but the report line"
     report = marked_report(result.stdout)
     assert report.node == "gpu-node-7"
-    assert report.schema_version == "accelqual.io/v1"
+    assert report.schema_version == "accelqual.io/v2"
     assert [c.id for c in report.checks] == ["compat.stack", "gen.inventory", "sec.residual"]
     # Progress went to stderr as plain lines, without terminal control codes.
     assert "accelqual: [3/3] sec.residual pass" in result.stderr
@@ -87,7 +87,7 @@ def test_report_round_trips_through_its_json(standard_report: ProbeReport) -> No
     again = ProbeReport.parse_untrusted(text)
     assert again == standard_report
     data = json.loads(text)
-    assert data["schemaVersion"] == "accelqual.io/v1"
+    assert data["schemaVersion"] == "accelqual.io/v2"
     check = next(c for c in data["checks"] if c["id"] == "perf.gemm.fp32")
     assert set(check) >= {"id", "category", "verdict", "reason", "measurements", "thresholds", "durationSeconds"}
     assert check["measurements"][0]["unit"] == "TFLOPS"

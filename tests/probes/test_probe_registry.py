@@ -252,5 +252,5 @@ def test_plugin_check_runs_through_the_cli(fake_distribution: Path, monkeypatch:
     assert result.code == 0, result.stderr
     check = result.check("ext.fake.level")
     assert check.verdict is Verdict.PASS and check.category is Category.FUNCTION
-    assert check.measurements[0].value == 7
+    assert check.measurements[0].values == [7]
     assert "check plugin 'broken'" in result.stderr

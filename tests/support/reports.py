@@ -27,7 +27,7 @@ def check(check_id: str, verdict: Verdict = Verdict.PASS, value: float | None = 
     spec = BY_ID[check_id]
     measurements = []
     if spec.metric and value is not None:
-        measurements = [Measurement(metric=spec.metric, value=value, unit=spec.unit, device=0)]
+        measurements = [Measurement(metric=spec.metric, values=[value], unit=spec.unit, devices=[0])]
     return CheckResult(id=check_id, category=spec.category, verdict=verdict, reason=reason,
                        measurements=measurements, duration_seconds=0.5)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from accelqual.planning.results import evaluate_pod, last_marked_line
 from accelqual.planning.snapshot import NodeResult, PodPhase
 from accelqual_probes.catalog import Suite, select
 from accelqual_probes.profiles import BUILTIN
-from accelqual_probes.schema import REPORT_MARKER, CheckResult, OverallVerdict, Threshold, Verdict
+from accelqual_probes.schema import REPORT_MARKER, CheckResult, OverallVerdict, ProbeReport, Threshold, Verdict
 
 from tests.support.reports import check, exit_code, pod, pod_output, report
 
@@ -166,7 +167,60 @@ def test_pod_killed_by_the_cluster_is_inconclusive(reason: str) -> None:
 
 def test_nan_and_infinity_are_rejected() -> None:
     rep = report("n1")
-    text = rep.to_json().replace('"value":100.0', '"value":NaN', 1)
-    assert evaluate(REPORT_MARKER + text).verdict is OverallVerdict.INCONCLUSIVE
-    text = rep.to_json().replace('"value":100.0', '"value":Infinity', 1)
-    assert evaluate(REPORT_MARKER + text).verdict is OverallVerdict.INCONCLUSIVE
+    for bad in ("NaN", "Infinity", "-Infinity", "1e999"):
+        text = rep.to_json().replace('"values":[100.0]', f'"values":[{bad}]', 1)
+        assert bad in text
+        result = evaluate(REPORT_MARKER + text)
+        assert result.verdict is OverallVerdict.INCONCLUSIVE
+        assert "finite" in result.reason or "does not match" in result.reason
+
+
+def _as_v1(rep: ProbeReport) -> dict[str, Any]:
+    """`rep` as the first schema version wrote it: one object per measured value."""
+    doc: dict[str, Any] = json.loads(rep.to_json())
+    doc["schemaVersion"] = "accelqual.io/v1"
+    for c in doc["checks"]:
+        c["measurements"] = [{"metric": m["metric"], "unit": m.get("unit", ""), "value": value,
+                              **({"device": m["devices"][i]} if "devices" in m else {})}
+                             for m in c["measurements"] for i, value in enumerate(m["values"])]
+    return doc
+
+
+def test_a_report_of_the_first_schema_version_is_judged_like_the_current_one() -> None:
+    """An operator upgraded before its probes still judges the older probe's reports, on the same evidence."""
+    rep = report("n1")
+    legacy = _as_v1(rep)
+    assert any("value" in m for c in legacy["checks"] for m in c["measurements"])
+    payload = json.dumps(legacy)
+    assert ProbeReport.parse_untrusted(payload) == rep
+    result = evaluate(REPORT_MARKER + payload, exit=0)
+    assert result.verdict is OverallVerdict.PASS
+    assert result.checks["perf.gemm.fp32"].value == 100.0
+    assert result.report_json == payload  # the evidence is what the node sent, in its own version
+
+    forged = _as_v1(rep)
+    gemm = next(c for c in forged["checks"] if c["id"] == "perf.gemm.fp32")
+    gemm["measurements"][0]["value"] = 1.0  # under its own limit, still claiming pass
+    gemm["thresholds"] = [{"metric": gemm["measurements"][0]["metric"], "min": 50.0, "severity": "fail"}]
+    result = evaluate(REPORT_MARKER + json.dumps(forged), exit=0)
+    assert result.verdict is OverallVerdict.FAIL and result.failed_checks == ("perf.gemm.fp32",)
+
+    broken = _as_v1(rep)
+    broken["checks"][0]["measurements"][0]["value"] = "fast"
+    result = evaluate(REPORT_MARKER + json.dumps(broken), exit=0)
+    assert result.verdict is OverallVerdict.INCONCLUSIVE and "does not match the schema" in result.reason
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"devices": [0, 1]}, "1 values but 2 devices"),
+    ({"devices": []}, "does not match"),
+    ({"values": []}, "does not match"),
+    ({"devices": [1024]}, "does not match"),
+    ({"metric": "tflops; rm -rf /"}, "does not match"),
+])
+def test_a_measurement_whose_values_and_cards_do_not_fit_is_inconclusive(change: dict[str, Any], why: str) -> None:
+    doc = json.loads(report("n1").to_json())
+    doc["checks"][0]["measurements"][0].update(change)
+    result = evaluate(REPORT_MARKER + json.dumps(doc))
+    assert result.verdict is OverallVerdict.INCONCLUSIVE
+    assert why in result.reason

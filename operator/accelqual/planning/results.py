@@ -247,16 +247,16 @@ def _resolve_facts(check_id: str, profile: CardProfileSpec | None) -> _Facts:
 def _judge_check(check: CheckResult, facts: _Facts) -> tuple[CheckResult, CheckOutcome] | str:
     """The check as the operator judges it and what it keeps of it, or why its numbers are not evidence.
 
-    One pass over the measurements (about 500 in the standard report of an 8-card node) serves the
-    plausibility bounds, the re-check and the value kept; the rest works on each metric's values.
+    The report holds each metric's values together (about 75 lists of about 500 values in the standard
+    report of an 8-card node); a metric may have several lists (the cards' and the node's, or units).
     """
     by_metric: dict[str, list[float]] = {}
     for m in check.measurements:
         values = by_metric.get(m.metric)
         if values is None:
-            by_metric[m.metric] = [m.value]
+            by_metric[m.metric] = m.values
         else:
-            values.append(m.value)
+            by_metric[m.metric] = values + m.values  # never extended in place: the list is the report's
     metric = facts.metric
     value: float | None = None
     primary = by_metric.get(metric) if metric else None
@@ -316,22 +316,20 @@ def _implausible(check: CheckResult, facts: _Facts) -> str:
     never negative; no card measures more than `PLAUSIBLE_NOMINAL_FACTOR` times its own nominal peak.
     """
     metric = facts.metric
-    for m in check.measurements:
-        if m.metric != metric:
-            continue
-        if m.value < 0:
-            return f"{check.id} measured a negative {metric} ({m.value:.4g})"
-        if facts.fraction and m.value > 1.0:
-            return f"{check.id} measured {metric} {m.value:.4g}, more than all"
-        if facts.ceiling is not None and m.value > facts.ceiling:
-            return (f"{check.id} measured {m.value:.4g} {facts.unit}, more than {PLAUSIBLE_NOMINAL_FACTOR:g} x the "
+    for value in check.values_of(metric):
+        if value < 0:
+            return f"{check.id} measured a negative {metric} ({value:.4g})"
+        if facts.fraction and value > 1.0:
+            return f"{check.id} measured {metric} {value:.4g}, more than all"
+        if facts.ceiling is not None and value > facts.ceiling:
+            return (f"{check.id} measured {value:.4g} {facts.unit}, more than {PLAUSIBLE_NOMINAL_FACTOR:g} x the "
                     f"{facts.nominal_name} ({facts.nominal:.4g})")
     return f"{check.id} measured an implausible {metric}"  # not reached: the caller found one
 
 
 def _refuted(check: CheckResult, threshold: Threshold, why: str) -> CheckResult:
     """`check` failed by the operator against `threshold`, its reason saying by how much."""
-    _, measured = evaluate([(m.value, m.device) for m in check.measurements if m.metric == threshold.metric],
+    _, measured = evaluate([(r.value, r.device) for r in check.readings() if r.metric == threshold.metric],
                            threshold)
     return check.model_copy(update={"verdict": Verdict.FAIL, "reason": f"{measured} ({why})"[:MAX_CHECK_REASON],
                                     "thresholds": [*check.thresholds, threshold.model_copy(
@@ -352,7 +350,7 @@ def primary_value(check: CheckResult) -> float | None:
 
 def _worst(check: CheckResult, metric: str, higher_is_better: bool) -> float | None:
     """The worst device's value of `metric` in `check` (None if it has none)."""
-    values = [m.value for m in check.measurements if m.metric == metric]
+    values = check.values_of(metric)
     if not values:
         return None
     return min(values) if higher_is_better else max(values)

@@ -201,7 +201,7 @@ def device_rows(report: ProbeReport, checks: Sequence[str]) -> list[tuple[str, s
         if check.id not in checks:
             continue
         limits = {t.metric: t for t in check.thresholds if t.severity.value == "fail"}
-        for m in check.measurements:
+        for m in check.readings():
             limit = limits.get(m.metric)
             rows.append((check.id, m.metric, m.device, m.value, m.unit, limit.min if limit else None,
                          limit.max if limit else None))

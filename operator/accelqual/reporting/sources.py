@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accelqual_probes.schema import SCHEMA_VERSION, ProbeReport, ReportError
+from accelqual_probes.schema import LEGACY_SCHEMA_VERSION, SCHEMA_VERSION, ProbeReport, ReportError
 
 from accelqual.adapters.evidence import EvidenceError, S3Evidence, parse_uri
 from accelqual.planning.summary import SUMMARY_SCHEMA
@@ -67,7 +67,7 @@ def load(source: str, *, s3: S3Options = S3Options(), all_reports: bool = False,
     _check_digest(raw, expect_sha256, str(path), data)
     if data.get("schemaVersion") == SUMMARY_SCHEMA:
         return _load_summary_with_reports(path, all_reports, data)
-    if data.get("schemaVersion") == SCHEMA_VERSION:
+    if data.get("schemaVersion") in (SCHEMA_VERSION, LEGACY_SCHEMA_VERSION):
         return report_document(_report(raw, str(path)), source=str(path))
     if "summaryDocument" in data:
         summary = data.get("summaryDocument")
@@ -133,7 +133,7 @@ def _load_s3(uri: str, options: S3Options, all_reports: bool, expect_sha256: str
         raise SourceError(f"s3://{bucket}/{key}: no such object")
     data = _parse(raw, f"s3://{bucket}/{key}")
     _check_digest(raw, expect_sha256, f"s3://{bucket}/{key}", data)
-    if data.get("schemaVersion") == SCHEMA_VERSION:
+    if data.get("schemaVersion") in (SCHEMA_VERSION, LEGACY_SCHEMA_VERSION):
         return report_document(_report(raw, f"s3://{bucket}/{key}"), source=f"s3://{bucket}/{key}")
     summary = _summary(data, f"s3://{bucket}/{key}")
     reports = _verified_reports(summary, get, all_reports, f"s3://{bucket}")

@@ -21,6 +21,7 @@ from accelqual_probes.catalog import BY_ID, GEMM_DTYPES, Basis, Suite, select
 from accelqual_probes.profiles import BUILTIN, CardProfileSpec
 from accelqual_probes.schema import (
     REPORT_MARKER,
+    SCHEMA_VERSION,
     VERDICT_MARKER,
     CheckResult,
     CompactVerdict,
@@ -28,8 +29,10 @@ from accelqual_probes.schema import (
     Inventory,
     Measurement,
     ProbeReport,
+    Reading,
     Threshold,
     Verdict,
+    group_readings,
     overall_verdict,
 )
 from accelqual_probes.thresholds import evaluate, warn_floor
@@ -45,7 +48,7 @@ TYPICAL = {"tokens_per_s": 50000.0, "p99_ms": 4.0, "samples_per_s": 2000.0, "agr
 
 #: What each check of the probe measures (see `accelqual_probes.checks`): (metric, unit, once per device), its
 #: primary metric among them. A report's size, and so what judging it costs the operator, grows with these
-#: and with the node's devices: the standard report of an 8-card node holds about 500 measurements, not 35.
+#: and with the node's devices: the standard report of an 8-card node holds about 500 values, not 35.
 #: A check not listed measures its primary metric on each device.
 _PER_DEVICE, _PER_NODE = True, False
 MEASURED: dict[str, tuple[tuple[str, str, bool], ...]] = {
@@ -169,7 +172,7 @@ def modelled_report(node: SimNode, profile_name: str, profile: CardProfileSpec, 
         if check_id == "gen.inventory":
             value = float(found)
         primary: dict[int | None, float] = {}
-        measurements: list[Measurement] = []
+        readings: list[Reading] = []
         shape = MEASURED.get(check_id, ((spec.metric, spec.unit, _PER_DEVICE),) if spec.metric else ())
         for metric, unit, per_device in shape:
             for index in (range(found) if per_device else (None,)):
@@ -180,8 +183,8 @@ def modelled_report(node: SimNode, profile_name: str, profile: CardProfileSpec, 
                                           rng, noise)
                     if metric.startswith("max_rel_error."):
                         measured = 0.5 if corrupt or metric == f"max_rel_error.{bad_dtype}" else 1e-6
-                measurements.append(Measurement(metric=metric, value=measured, unit=unit, device=index))
-        results.append(_evaluated(check_id, profile, basis, basis_name, primary, measurements, devices))
+                readings.append(Reading(metric, measured, unit, index))
+        results.append(_evaluated(check_id, profile, basis, basis_name, primary, group_readings(readings), devices))
     verdict, reason = overall_verdict(results)
     finished = started + timedelta(seconds=30 + rng.random() * 5)
     cards = [DeviceInfo(index=i, name=profile.display_name, memory_bytes=int(memory_gb * 1e9),
@@ -219,7 +222,7 @@ def _evaluated(check_id: str, profile: CardProfileSpec, basis: float | None, bas
         return CheckResult(id=check_id, category=spec.category, verdict=verdict, reason=f"device count: {reason}",
                            measurements=measurements, thresholds=[threshold], duration_seconds=0.1)
     if check_id == "func.dtypes":
-        worst = max((m.value for m in measurements), default=0.0)
+        worst = max((v for m in measurements for v in m.values), default=0.0)
         verdict, reason = (Verdict.PASS, "all dtypes within tolerance") if worst < 1e-3 else (
             Verdict.FAIL, f"max relative error {worst:g} over tolerance")
         return CheckResult(id=check_id, category=spec.category, verdict=verdict, reason=reason,
@@ -318,7 +321,7 @@ class ModelledProbeRunner:
             output = REPORT_MARKER + "{" + "x" * (10 * 1024 * 1024) + "\n"
             termination, code = "", 0
         elif behaviour == "forged":
-            claim = {"schemaVersion": "accelqual.io/v1", "verdict": "pass", "node": node.name}
+            claim = {"schemaVersion": SCHEMA_VERSION, "verdict": "pass", "node": node.name}
             output = f"{REPORT_MARKER}{json.dumps(claim)}\n"
             termination, code = VERDICT_MARKER + '{"verdict": "pass"}', 0
         elif behaviour == "other-node":
