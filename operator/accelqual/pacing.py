@@ -33,7 +33,7 @@ DEFAULT_INTERVAL_SECONDS = 0.05
 #: After a reconcile, wake-ups wait at least this many times the CPU the event loop spent during it
 #: (`accelqual operator --reconcile-wait-factor`, applied in `handlers.registry`): reconciling then takes
 #: at most about 1/(1+F) of a core, however large the pool. That CPU includes judging the reports the
-#: reconcile collected (about 0.8 ms each), so at 5,000 nodes, with a wave of 1,000 reports in one
+#: reconcile collected (0.4-0.8 ms each), so at 5,000 nodes, with a wave of 1,000 reports in one
 #: reconcile, the next waits tens of seconds: the 5,000-node benchmark makes about 10 reconciles in its
 #: 220-240 s. A lower factor decides sooner for more CPU: at 2,000 nodes, 5 against 20 measured runs of
 #: 60-65 s against 85-98 s, and 3.3-3.6 ms of CPU per node against 2.6-3.1 (two sets of alternating runs);

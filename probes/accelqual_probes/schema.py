@@ -39,8 +39,9 @@ MAX_VERDICT_BYTES = 4096
 MAX_CHECKS = 256
 #: Values one check records (`Evidence.measure` keeps the first this many).
 MAX_MEASUREMENTS = 512
-#: Measurements (one per metric, unit and kind) in one check.
-MAX_SERIES = 128
+#: Measurements (one per metric, unit and kind) in one check: as many as values, so that whatever
+#: `Evidence` keeps is a valid report.
+MAX_SERIES = MAX_MEASUREMENTS
 #: Cards on one node (a card's index is below it).
 MAX_DEVICES = 1024
 MAX_REASON = 1024
@@ -259,7 +260,8 @@ class ProbeReport(_Model):
                 try:
                     return cls.model_validate(legacy)
                 except ValidationError as legacy_exc:
-                    raise ReportError(f"report does not match the schema: {_summarize(legacy_exc)}") from None
+                    raise ReportError(f"report does not match the schema ({LEGACY_SCHEMA_VERSION}, read as "
+                                      f"{SCHEMA_VERSION}): {_summarize(legacy_exc)}") from None
             marker = b'"schemaVersion"' if isinstance(raw, bytes) else '"schemaVersion"'
             if wrong_version or marker not in raw:  # type: ignore[operator]
                 raise ReportError(f"report schemaVersion is not {SCHEMA_VERSION!r}") from None

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.make_performance_doc import median_interval, render_comparison, render_fidelity
+from benchmarks.make_performance_doc import (
+    DEFAULT_OUT,
+    MANIFEST,
+    RESULTS,
+    main,
+    median_interval,
+    render_comparison,
+    render_fidelity,
+    render_results,
+)
 
 
 def test_seven_rounds_give_the_second_and_sixth_order_statistics_at_87_5_percent() -> None:
@@ -110,3 +121,23 @@ def test_a_probe_duration_comparison_counts_older_runs_as_instant_probes() -> No
     assert "| 2000 | fleet | 0 | 0 | 2.5 |" in doc
     assert "Medians with `--probe-seconds 30` over `--probe-seconds 0`: CPU per node 2.00; time from run start " \
            "to all verdicts 2.27." in doc
+
+
+def test_the_committed_document_is_what_the_committed_runs_give() -> None:
+    """docs/performance.md is regenerated from benchmarks/results/, never edited by hand."""
+    manifest = json.loads((RESULTS / MANIFEST).read_text(encoding="utf-8"))
+    named = [*manifest["fidelity"], *manifest["control_plane"], *(f for group in manifest["compare"] for f in group)]
+    assert all((RESULTS / name).is_file() for name in named)
+    assert render_results(RESULTS) == DEFAULT_OUT.read_text(encoding="utf-8"), \
+        "regenerate: python benchmarks/make_performance_doc.py --results benchmarks/results"
+
+
+def test_results_without_a_manifest_or_a_fidelity_run_are_refused(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "performance.md"
+    assert main(["--results", str(tmp_path), "--out", str(out)]) == 2
+    assert MANIFEST in capsys.readouterr().err
+    (tmp_path / MANIFEST).write_text(json.dumps({"fidelity": [], "control_plane": []}), encoding="utf-8")
+    assert main(["--results", str(tmp_path), "--out", str(out)]) == 2
+    assert "names no fidelity run" in capsys.readouterr().err
+    assert not out.exists()

@@ -71,3 +71,14 @@ def test_a_measurement_that_does_not_fit_together_is_refused(bad: dict[str, obje
     with pytest.raises((ValidationError, ReportError)):
         CheckResult.model_validate({"id": "perf.membw", "category": "performance", "verdict": "pass",
                                     "measurements": [bad]})
+
+
+def test_whatever_a_check_records_makes_a_valid_report() -> None:
+    """A plugin check may measure hundreds of metrics: the report still validates at the operator."""
+    evidence = Evidence()
+    for i in range(MAX_MEASUREMENTS + 10):
+        evidence.measure(f"metric_{i}", 1.0)
+    check = CheckResult(id="ext.many", category=Category.FUNCTION, verdict=Verdict.PASS,
+                        measurements=evidence.measurements)
+    assert len(check.measurements) == MAX_MEASUREMENTS
+    assert CheckResult.model_validate_json(json.dumps(check.to_json_dict())) == check

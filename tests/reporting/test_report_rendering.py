@@ -244,6 +244,27 @@ def test_a_single_probe_report_renders_with_its_devices(demo: DemoRun, tmp_path:
     assert "aq-device-node-4" in page.ids
 
 
+def test_a_probe_report_of_the_first_schema_version_still_renders(demo: DemoRun, tmp_path: Path) -> None:
+    """Evidence stored before schema v2 (one object per measured value) stays readable, and reads the same."""
+    current = (demo.run_dir / "nodes" / "node-4.json").read_bytes()
+    doc = json.loads(current)
+    doc["schemaVersion"] = "accelqual.io/v1"
+    for check in doc["checks"]:
+        check["measurements"] = [{"metric": m["metric"], "unit": m.get("unit", ""), "value": value,
+                                  **({"device": m["devices"][i]} if "devices" in m else {})}
+                                 for m in check["measurements"] for i, value in enumerate(m["values"])]
+    assert any("device" in m for check in doc["checks"] for m in check["measurements"])
+    pages = {}
+    for version, body in (("v1", json.dumps(doc).encode()), ("v2", current)):
+        source, page = tmp_path / version / "probe.json", tmp_path / f"{version}.html"
+        source.parent.mkdir()
+        source.write_bytes(body)
+        assert main(["report", str(source), "--html", str(page)]) == 0
+        pages[version] = page.read_text().replace(str(source), "SOURCE")
+    assert "aq-device-node-4" in parse_page(tmp_path / "v1.html").ids
+    assert pages["v1"] == pages["v2"]  # the same cards, values and limits
+
+
 def test_markdown_goes_to_stdout_by_default(demo: DemoRun, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(demo.run_dir / "summary.json")]) == 0
     out = capsys.readouterr().out
