@@ -142,6 +142,7 @@ def test_expectations_report_what_holds_and_what_does_not() -> None:
         "skipped": {"q": 1},
         "probesStarted": 2,
         "cordoned": ["pool-001"],
+        "maxActive": {"q": 3},
         "maxRunning": {"q": {"max": 2}},
     }))
     results = {r.expectation: r for r in check(scenario, outcome())}
@@ -149,7 +150,8 @@ def test_expectations_report_what_holds_and_what_does_not() -> None:
     assert failed == {"runs of q never overlap", "maxConcurrent never exceeded", "Events with reason DryRun: >= 1"}
     assert "r2 started before r1 finished" in results["runs of q never overlap"].detail
     assert "3 probes at 2026-03-02T00:10:00Z with a limit of 2" in results["maxConcurrent never exceeded"].detail
-    assert len(results) == 17
+    assert results["most q probes under test at once: 3"].ok
+    assert len(results) == 18
 
 
 def test_a_scenario_without_expectations_checks_nothing() -> None:

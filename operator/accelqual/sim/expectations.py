@@ -115,6 +115,9 @@ def check(scenario: Scenario, outcome: dict[str, Any]) -> list[Checked]:
         wanted_cordoned = set(scenario.expand(expect.cordoned)) & set(final_nodes)
         results.append(Checked(f"exactly {_names(expect.cordoned)} cordoned", cordoned == wanted_cordoned,
                                f"cordoned: {_names(cordoned)}"))
+    for name, count in expect.max_active.items():
+        seen = int((outcome["concurrency"].get(name) or {}).get("maxActive", 0))
+        results.append(_count(f"most {name} probes under test at once", count, seen))
     for name, count in expect.max_running.items():
         seen = int((outcome["concurrency"].get(name) or {}).get("maxRunning", 0))
         results.append(_count(f"most {name} probes running at once", count, seen))

@@ -301,7 +301,11 @@ class Expect(_Model):
     skipped: dict[str, Count] = {}
     #: Probe pods under test at once (seen at the API server) never exceed each Qualification's maxConcurrent.
     max_concurrent_respected: bool = True
-    #: Largest number of one Qualification's probes seen running at once.
+    #: Largest number of one Qualification's probe pods under test at once (pending or running): how far
+    #: the operator fills its `maxConcurrent` budget.
+    max_active: dict[str, Count] = {}
+    #: Largest number of one Qualification's probes seen running at once. This also depends on when the
+    #: simulated kubelet starts each pod: at a time scale of 600, a 15-minute probe lasts 1.5 s of real time.
     max_running: dict[str, Count] = {}
     #: Probe containers started in the whole rehearsal (no twins after a restart, no re-probing).
     probes_started: Count | None = None
@@ -358,7 +362,7 @@ class Scenario(_Model):
                     raise ValueError(f"events[{i}]: no node or group named {unknown[0]!r}")
         if self.expect is not None:
             known = set(quals)
-            for field_name in ("phases", "runs", "skipped", "max_running"):
+            for field_name in ("phases", "runs", "skipped", "max_active", "max_running"):
                 for q in getattr(self.expect, field_name):
                     if q not in known:
                         raise ValueError(f"expect.{to_camel(field_name)}: no qualification named {q!r}")
