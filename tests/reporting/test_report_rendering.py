@@ -22,6 +22,7 @@ from accelqual.sim.s3 import ACCESS_KEY, REGION, SECRET_KEY
 from accelqual.sim.simulate import FAULTS, outcome
 
 from tests.e2e.helpers import qualification, sim_nodes
+from tests.support.reports import as_first_version
 
 NODES = 6
 FAULTY = {1: "slow-memory=0.25", 4: "residual-memory"}
@@ -247,12 +248,7 @@ def test_a_single_probe_report_renders_with_its_devices(demo: DemoRun, tmp_path:
 def test_a_probe_report_of_the_first_schema_version_still_renders(demo: DemoRun, tmp_path: Path) -> None:
     """Evidence stored before schema v2 (one object per measured value) stays readable, and reads the same."""
     current = (demo.run_dir / "nodes" / "node-4.json").read_bytes()
-    doc = json.loads(current)
-    doc["schemaVersion"] = "accelqual.io/v1"
-    for check in doc["checks"]:
-        check["measurements"] = [{"metric": m["metric"], "unit": m.get("unit", ""), "value": value,
-                                  **({"device": m["devices"][i]} if "devices" in m else {})}
-                                 for m in check["measurements"] for i, value in enumerate(m["values"])]
+    doc = as_first_version(json.loads(current))
     assert any("device" in m for check in doc["checks"] for m in check["measurements"])
     pages = {}
     for version, body in (("v1", json.dumps(doc).encode()), ("v2", current)):

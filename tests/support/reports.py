@@ -32,6 +32,17 @@ def check(check_id: str, verdict: Verdict = Verdict.PASS, value: float | None = 
                        measurements=measurements, duration_seconds=0.5)
 
 
+def as_first_version(doc: dict[str, Any]) -> dict[str, Any]:
+    """A report's JSON document (`ProbeReport.to_json_dict()` or a stored one) as the first schema version
+    wrote it: one object per measured value. Changes `doc` and returns it."""
+    doc["schemaVersion"] = "accelqual.io/v1"
+    for c in doc["checks"]:
+        c["measurements"] = [{"metric": m["metric"], "unit": m.get("unit", ""), "value": value,
+                              **({"device": m["devices"][i]} if "devices" in m else {})}
+                             for m in c["measurements"] for i, value in enumerate(m["values"])]
+    return doc
+
+
 def honest_value(check_id: str) -> float:
     """A healthy card's value of a check's primary metric: none of what must be zero, else 100 (a share: 1)."""
     spec = BY_ID[check_id]

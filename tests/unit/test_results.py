@@ -12,7 +12,7 @@ from accelqual_probes.catalog import Suite, select
 from accelqual_probes.profiles import BUILTIN
 from accelqual_probes.schema import REPORT_MARKER, CheckResult, OverallVerdict, ProbeReport, Threshold, Verdict
 
-from tests.support.reports import check, exit_code, pod, pod_output, report
+from tests.support.reports import as_first_version, check, exit_code, pod, pod_output, report
 
 EXPECTED = tuple(select(Suite.QUICK))
 PROFILE = BUILTIN["cpu-reference"]
@@ -176,14 +176,7 @@ def test_nan_and_infinity_are_rejected() -> None:
 
 
 def _as_v1(rep: ProbeReport) -> dict[str, Any]:
-    """`rep` as the first schema version wrote it: one object per measured value."""
-    doc: dict[str, Any] = json.loads(rep.to_json())
-    doc["schemaVersion"] = "accelqual.io/v1"
-    for c in doc["checks"]:
-        c["measurements"] = [{"metric": m["metric"], "unit": m.get("unit", ""), "value": value,
-                              **({"device": m["devices"][i]} if "devices" in m else {})}
-                             for m in c["measurements"] for i, value in enumerate(m["values"])]
-    return doc
+    return as_first_version(rep.to_json_dict())
 
 
 def test_a_report_of_the_first_schema_version_is_judged_like_the_current_one() -> None:
