@@ -15,13 +15,14 @@ several sizes beyond the caches; a device-to-device copy; pinned host copies; NC
 all-reduce) times the close ones again in interleaved passes, then the three fastest in
 three more; the one with the best median over those passes is the reference, and only it
 is timed in the rounds. Both sides take the same number of timed samples per round (the
-probe's number of timed rounds) and, on a CPU, samples of about the same length (the
-probe's round length): a reference that counted the better of two kernels per round, or
-the best of more or shorter samples, would win by a statistic of the noise, not by being
-faster. In each round each side counts its best sample (contention only ever slows a
-measurement down); the judged ratio is the median over rounds of probe / reference,
-because both sides of a round run within seconds of each other and the host's slow
-phases, which last seconds, cancel out. The ratio of the two sides' best rounds is
+probe's number of timed rounds) and samples of about the same length (the probe's round
+length: GEMMs on a CPU, and copies, whose probe round is one copy of its own arrays): a
+reference that counted the better of two kernels per round, or the best of more or
+shorter samples, would win by a statistic of the noise, not by being faster. In each
+round each side counts its best sample (contention only ever slows a measurement down);
+the judged ratio is the median over rounds of probe / reference, because both sides of a
+round run within seconds of each other and the host's slow phases, which last seconds,
+cancel out. The ratio of the two sides' best rounds is
 printed beside it. The reference is the fastest of many candidates, so the ratio errs
 against the probe.
 
@@ -60,12 +61,14 @@ from accelqual_probes.catalog import BY_ID, GEMM_DTYPES, Suite
 from accelqual_probes.checks.general import CopyParams
 from accelqual_probes.checks.performance import BandwidthParams, GemmParams, timed_rounds
 from accelqual_probes.devices.cpu import ENV_CPU_THREADS
-from accelqual_probes.hostinfo import describe_cpu, read_meminfo
+from accelqual_probes.hostinfo import describe_cpu, last_level_cache_bytes, read_meminfo
 from accelqual_probes.registry import Sizing
 from accelqual_probes.runner import PreparedRun, ProbeRequest, ProbeUsageError, execute, prepare
 from accelqual_probes.schema import CheckResult, Verdict
 
 MIB = 1 << 20
+#: STREAM's rule: each array at least this many times the last-level cache.
+STREAM_CACHE_MULTIPLE = 4
 #: Targets of issue 8: probe / best reference, per device class and check family.
 TARGETS = {"cpu": {"gemm": 0.95, "membw": 0.90}, "accelerator": {"gemm": 0.97, "membw": 0.92}}
 #: The fastest candidates after the sweep's passes are timed again, in this many interleaved
@@ -115,6 +118,9 @@ class Subject:
     samples_for: Callable[[float], int] | None = None
     #: Whether the work spans every card (a collective): timing waits for all of them.
     all_devices: bool = False
+    #: The probe's work in one timed round where it is one call of a fixed size (a copy of its
+    #: arrays): a reference sample then lasts as long as that round, whatever the reference's size.
+    probe_round_work: float | None = None
 
 
 @dataclass
@@ -286,11 +292,18 @@ def _numpy_gemm(dtype: str, m: int, k: int, n: int) -> Callable[[], tuple[Run, C
 
 
 def _copy_candidates(device: torch.device, probe_nbytes: int, tiny: bool) -> list[Candidate]:
-    """STREAM copy (bytes counted 2x, read + write) at the probe's size and at other sizes far beyond the caches."""
+    """STREAM copy (bytes counted 2x, read + write) at the probe's size and at other sizes far beyond the caches.
+
+    On a CPU the arrays obey STREAM's rule: each at least four times the host's last-level
+    cache (sysfs's figure), so that no part of a copy is served from cache. A 64 MiB copy on a
+    host with a 32 MiB L3 ran at 33 GB/s in one run and at 25 in others, a cache's doing, not
+    memory's (one of the earlier runs in docs/performance.md)."""
     if tiny:
         sizes = [4 * MIB, 8 * MIB]
     elif device.type == "cpu":
-        sizes = sorted({64 * MIB, 128 * MIB, 256 * MIB, 512 * MIB, probe_nbytes})
+        llc = last_level_cache_bytes() or 0
+        sizes = sorted({s for s in (64 * MIB, 128 * MIB, 256 * MIB, 512 * MIB) if s >= STREAM_CACHE_MULTIPLE * llc}
+                       | {probe_nbytes})
     else:
         sizes = sorted({256 * MIB, 1024 * MIB, 4096 * MIB, probe_nbytes})
     out: list[Candidate] = []
@@ -406,9 +419,11 @@ def subjects(run: PreparedRun, tiny: bool) -> list[Subject]:
                    _gemm_candidates(device, d, backend.torch_dtype(d), tiny), gemm.rounds, sample_s, gemm_samples)
            for d in GEMM_DTYPES]
     bandwidth = BandwidthParams.for_run(sizing)
-    # The probe copies once per timed round: so do the references.
+    # The probe copies its arrays once per timed round: a reference sample lasts as long (two
+    # copies of half the size): the best of shorter samples would win by a statistic of the noise.
     out.append(Subject("perf.membw", "gbps", "GB/s", 1e9, "membw",
-                       _copy_candidates(device, bandwidth.nbytes, tiny), bandwidth.rounds, 0.0))
+                       _copy_candidates(device, bandwidth.nbytes, tiny), bandwidth.rounds, 0.0,
+                       probe_round_work=2.0 * bandwidth.nbytes))
     if backend.accelerator and device.type == "cuda":
         link = CopyParams.for_run(sizing)
         for check_id, to_device in (("gen.h2d", True), ("gen.d2h", False)):
@@ -482,15 +497,18 @@ def _time_candidate(candidate: Candidate, subject: Subject, sync: Callable[[], N
         single = _seconds_per_call(run, 1, sync)
         if single > MAX_CALL_S:
             return candidate.work / single
-        repeats = _repeats(subject.sample_s, single)
+        repeats = _repeats(subject, single)
         return max(candidate.work / single, _best_rate(run, candidate.work, repeats, 3, sync))
     finally:
         close()
 
 
-def _repeats(sample_s: float, call_s: float) -> int:
-    """Calls in one timed sample of at least `sample_s` seconds, rounded up as `timing.calibrate` does."""
-    return max(1, math.ceil(sample_s / max(call_s, 1e-7)))
+def _repeats(subject: Subject, call_s: float) -> int:
+    """Calls in one timed sample of at least `subject.sample_s` seconds, rounded up as `timing.calibrate`
+    does; where the probe's round is one call of its own size, the nearest count (a copy of half the
+    probe's arrays twice, not three times)."""
+    calls = subject.sample_s / max(call_s, 1e-7)
+    return max(1, round(calls) if subject.probe_round_work is not None else math.ceil(calls))
 
 
 def measure(run: PreparedRun, subject: Subject, rounds: int, log: Callable[[str], None],
@@ -510,13 +528,15 @@ def measure(run: PreparedRun, subject: Subject, rounds: int, log: Callable[[str]
         outcome.note = f"probe {result.verdict.value}: {result.reason[:160]}"
         return outcome
     sync = lambda: run.backend.synchronize(None if subject.all_devices else 0)  # noqa: E731
+    if subject.probe_round_work is not None:
+        subject = dataclasses.replace(subject, sample_s=subject.probe_round_work / (value * subject.scale))
     outcome.sweep, chosen_name = worker.submit(sweep, subject, sync).result()
     chosen = next((c for c in subject.candidates if c.name == chosen_name), None)
     if chosen is None:
         outcome.note = "no reference candidate ran"
         return outcome
     call_s = chosen.work / (outcome.sweep[chosen.name] * subject.scale)
-    repeats = _repeats(subject.sample_s, call_s)
+    repeats = _repeats(subject, call_s)
     samples = subject.samples if subject.samples_for is None else subject.samples_for(call_s)
     opened: list[tuple[Run, Callable[[], None]]] = []
 
@@ -604,6 +624,7 @@ def machine(run: PreparedRun, threads: int) -> dict[str, Any]:
     return {
         "cpu": describe_cpu(),
         "cpu_mhz": _cpuinfo_field("cpu MHz"), "cores": os.cpu_count(), "l3_cache": _l3_cache(),
+        "llc_mib": round((last_level_cache_bytes() or 0) / MIB, 1),
         "memory_gib": round(read_meminfo().get("MemTotal", 0) / (1 << 30), 1),
         "torch": torch.__version__, "torch_blas": mkl, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "numpy": np.__version__, "numpy_blas": f"{blas_info.get('name')} {blas_info.get('version')}",

@@ -50,3 +50,35 @@ def describe_cpu() -> str:
     """"Vendor model" of this host's CPU, without repeating the vendor when the model name starts with it."""
     vendor, model = read_cpuinfo()
     return model if model.lower().startswith(vendor.lower()) else f"{vendor} {model}"
+
+
+def last_level_cache_bytes(root: Path = Path("/sys/devices/system/cpu")) -> int | None:
+    """Bytes of last-level cache on this host, summed over its instances (sysfs), or None if unknown.
+
+    What the kernel reports per cache instance, which on AMD CPUs is one core complex's L3:
+    CPUID's figure (glibc's, `getconf LEVEL3_CACHE_SIZE`) can be the whole socket's, ten
+    times larger on a virtual machine that sees two cores.
+    """
+    instances: dict[tuple[int, str], int] = {}
+    for index in root.glob("cpu[0-9]*/cache/index[0-9]*"):
+        try:
+            level = int((index / "level").read_text().strip())
+            kind = (index / "type").read_text().strip()
+            shared = (index / "shared_cpu_list").read_text().strip()
+            size = _size_bytes((index / "size").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if kind in ("Unified", "Data") and size:
+            instances[(level, shared)] = size
+    if not instances:
+        return None
+    top = max(level for level, _ in instances)
+    return sum(size for (level, _), size in instances.items() if level == top)
+
+
+def _size_bytes(text: str) -> int:
+    """A sysfs cache size ("32768K", "1M", "512") in bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    if text and text[-1].upper() in units:
+        return int(text[:-1]) * units[text[-1].upper()]
+    return int(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -59,3 +60,26 @@ def test_the_performance_doc_is_rendered_from_the_benchmark_json(fidelity_json: 
     assert "perf.gemm.fp32" in doc and "perf.membw" in doc
     assert "benchmarks/probe_fidelity.py" in doc and "benchmarks/control_plane.py" in doc
     assert "5000" in doc and "torch" in doc
+
+
+@pytest.mark.parametrize(("llc_mib", "expected"), [
+    (32, [128, 256, 512]),  # STREAM's rule: arrays of at least four times the last-level cache
+    (None, [64, 128, 256, 512]),  # sysfs silent: every size
+    (256, [256]),  # a cache larger than the rule allows for: only the probe's own size
+])
+def test_cpu_copy_references_obey_streams_rule(monkeypatch: pytest.MonkeyPatch, llc_mib: int | None,
+                                               expected: list[int]) -> None:
+    monkeypatch.setattr(probe_fidelity, "last_level_cache_bytes", lambda: None if llc_mib is None else llc_mib << 20)
+    candidates = probe_fidelity._copy_candidates(torch.device("cpu"), 256 << 20, tiny=False)
+    sizes = sorted({int(c.name.split(" ")[2]) for c in candidates})
+    assert sizes == expected
+    assert {c.work for c in candidates} == {2.0 * (mib << 20) for mib in expected}, "read + write counted"
+
+
+def test_a_reference_sample_lasts_as_long_as_the_probes_round() -> None:
+    copy = probe_fidelity.Subject("perf.membw", "gbps", "GB/s", 1e9, "membw", [], 12, sample_s=0.020,
+                                  probe_round_work=2.0 * (256 << 20))
+    assert probe_fidelity._repeats(copy, 0.0098) == 2, "a copy of half the probe's arrays, twice"
+    assert probe_fidelity._repeats(copy, 0.041) == 1
+    gemm = dataclasses.replace(copy, check_id="perf.gemm.fp32", family="gemm", probe_round_work=None)
+    assert probe_fidelity._repeats(gemm, 0.0098) == 3, "GEMM samples round up, as the probe's calibration does"

@@ -111,9 +111,9 @@ class CountingCpu(CpuBackend):
         super().__init__()
         self.copies = 0
 
-    def copy_(self, dst: torch.Tensor, src: torch.Tensor) -> None:
+    def copy_(self, dst: torch.Tensor, src: torch.Tensor, kernel: str | None = None) -> None:
         self.copies += 1
-        super().copy_(dst, src)
+        super().copy_(dst, src, kernel)
 
 
 def test_slow_memory_moves_one_over_f_times_the_bytes() -> None:

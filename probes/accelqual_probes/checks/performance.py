@@ -5,13 +5,17 @@ it is a numpy measurement of the same problem (same shape, same FLOP or byte for
 taken in alternating rounds with the probe, so that host contention slows both and
 only a slower device path moves the ratio. Every figure is the best of several timed
 rounds after warm-up. A GEMM is measured at the fastest of a few square sizes (kernels
-peak at different sizes per dtype and device) into a preallocated output; copies use the
-device's copy kernel (`memcpy` on a CPU). `benchmarks/probe_fidelity.py` compares these
-figures with the best reference measurements of the same machine.
+peak at different sizes per dtype and device) into a preallocated output, and with the
+faster kernel where the device offers two (a CPU: torch's MKL and numpy's OpenBLAS for
+fp32/fp64); a copy with the faster of the device's copy kernels (a CPU: `memcpy` and
+`Tensor.copy_`). The reason names the size and kernel measured.
+`benchmarks/probe_fidelity.py` compares these figures with the best reference
+measurements of the same machine.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Callable
@@ -86,64 +90,79 @@ def _candidate_sizes(params: GemmParams, dtype: str, accelerator: bool) -> list[
     return sorted({n // 2 if accelerator and dtype == "fp64" else n for n in params.sizes})
 
 
+#: A GEMM candidate: (kernel, None where the device offers one; size).
+_Key = tuple[str | None, int]
+
+
 class _Gemm:
     """Operands and output of one GEMM size, and the timed work over them."""
 
-    def __init__(self, ctx: CheckContext, index: int, dtype: str, n: int) -> None:
+    def __init__(self, ctx: CheckContext, index: int, dtype: str, n: int, kernel: str | None = None) -> None:
         self.device = ctx.device
         self.n = n
+        self.kernel = kernel
         self.a, self.b = gemm_operands(ctx.device, index, dtype, n, seed=5 + index)
         self.out = ctx.device.matmul_output(self.a, self.b)
         self.flops = 2.0 * n**3
         #: FLOP/s seen while choosing the size.
         self.rate = 0.0
 
+    @property
+    def key(self) -> _Key:
+        return self.kernel, self.n
+
     def run(self, repeats: int) -> None:
-        for _ in range(repeats):
-            self.device.matmul(self.a, self.b, self.out)
+        self.device.matmul_repeated(self.a, self.b, self.out, repeats, self.kernel)
 
 
 def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
                   sync: Callable[[], None]) -> _Gemm:
-    """The size to measure: the ladder walked smallest first, then the sizes with cheap calls
-    timed again in `params.retime_passes` interleaved passes; the fastest of those, unless a size with
-    long calls beats it by more than `LONG_CALL_GAIN`.
+    """The size (and kernel, where the device offers more than one) to measure: the ladder
+    walked smallest first for each kernel, then the sizes with cheap calls timed again in
+    `params.retime_passes` interleaved passes; the fastest of those, unless a size with long
+    calls beats it by more than `LONG_CALL_GAIN`.
 
     A shared host's slow phases last seconds, longer than a pass over the small sizes, and a
     size timed in a fast one looks faster than it is. So the cheap sizes are ranked by their
     median over the passes (the walk counts as one) of their rate relative to the fastest size
     of the same pass, a comparison within one phase: the highest rate of any pass picked
     sizes 35% slower than the best in some runs (n=96 for MKL's fp32)."""
-    rates: dict[int, float] = {}
-    cheap: dict[int, _Gemm] = {}
-    last: _Gemm | None = None
-    misses = 0
-    for n in _candidate_sizes(params, dtype, ctx.device.accelerator):
-        if last is not None and (2.0 * n**3 / last.rate > params.max_call_s or misses >= params.patience
-                                 or last.rate < 0.5 * max(rates.values())):
-            break
-        ctx.checkpoint()
-        last = _Gemm(ctx, index, dtype, n)
-        rate = _time_size(last, params, sync, ctx)
-        misses = 0 if rate > max(rates.values(), default=0.0) else misses + 1
-        rates[n] = rate
-        if last.flops / rate <= RETIME_MAX_CALL_S:
-            cheap[n] = last
-    assert last is not None
-    fastest_walked = max((rates[n] for n in cheap), default=0.0)
-    cheap = {n: gemm for n, gemm in cheap.items() if rates[n] >= RETIME_SHARE * fastest_walked}
-    passes = [{n: rates[n] for n in cheap}]
+    rates: dict[_Key, float] = {}
+    cheap: dict[_Key, _Gemm] = {}
+    walked_last: dict[_Key, _Gemm] = {}
+    kernels = ctx.device.gemm_kernels(ctx.device.torch_dtype(dtype))
+    for kernel in kernels:
+        last: _Gemm | None = None
+        walked: list[float] = []
+        misses = 0
+        for n in _candidate_sizes(params, dtype, ctx.device.accelerator):
+            if last is not None and (2.0 * n**3 / last.rate > params.max_call_s or misses >= params.patience
+                                     or last.rate < 0.5 * max(walked)):
+                break
+            ctx.checkpoint()
+            last = _Gemm(ctx, index, dtype, n, kernel if len(kernels) > 1 else None)
+            rate = _time_size(last, params, sync, ctx)
+            misses = 0 if rate > max(walked, default=0.0) else misses + 1
+            walked.append(rate)
+            rates[last.key] = rate
+            if last.flops / rate <= RETIME_MAX_CALL_S:
+                cheap[last.key] = last
+        assert last is not None
+        walked_last[last.key] = last
+    fastest_walked = max((rates[key] for key in cheap), default=0.0)
+    cheap = {key: gemm for key, gemm in cheap.items() if rates[key] >= RETIME_SHARE * fastest_walked}
+    passes = [{key: rates[key] for key in cheap}]
     for _ in range(params.retime_passes if len(cheap) > 1 else 0):
-        passes.append({n: _time_size(gemm, params, sync, ctx) for n, gemm in cheap.items()})
-    for n in cheap:
-        rates[n] = max(p[n] for p in passes)
-    chosen = max(rates, key=lambda n: rates[n])
+        passes.append({key: _time_size(gemm, params, sync, ctx) for key, gemm in cheap.items()})
+    for key in cheap:
+        rates[key] = max(p[key] for p in passes)
+    chosen = max(rates, key=lambda key: rates[key])
     if cheap:
-        share = {n: statistics.median(p[n] / max(p.values()) for p in passes) for n in cheap}
-        fastest_cheap = max(cheap, key=lambda n: (share[n], rates[n]))
+        share = {key: statistics.median(p[key] / max(p.values()) for p in passes) for key in cheap}
+        fastest_cheap = max(cheap, key=lambda key: (share[key], rates[key]))
         if rates[chosen] <= (1 + LONG_CALL_GAIN) * rates[fastest_cheap]:
             chosen = fastest_cheap
-    gemm = cheap.get(chosen) or (last if last.n == chosen else _Gemm(ctx, index, dtype, chosen))
+    gemm = cheap.get(chosen) or walked_last.get(chosen) or _Gemm(ctx, index, dtype, chosen[1], chosen[0])
     gemm.rate = rates[chosen]
     return gemm
 
@@ -183,6 +202,7 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
     evidence = Evidence()
     values: list[tuple[float, int | None]] = []
     sizes: list[str] = []
+    kernels: list[str] = []
     basis: float | None = None
     for index in ctx.devices:
         ref_tflops = 0.0
@@ -210,6 +230,8 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
         tflops = gemm.flops / seconds / TFLOP
         values.append((tflops, index))
         sizes.append(str(gemm.n))
+        if gemm.kernel is not None:
+            kernels.append(gemm.kernel)
         evidence.measure("tflops", tflops, "TFLOPS", index)
         if ctx.relative:
             evidence.measure("reference_tflops", ref_tflops, "TFLOPS", index)
@@ -227,7 +249,9 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
         for value, where in values:
             evidence.measure("fraction_of_nominal", value / (nominal or 1.0), "", where)
     tried = _candidate_sizes(params, dtype, ctx.device.accelerator)
-    evidence.note(f"n={','.join(dict.fromkeys(sizes))} (the fastest of {', '.join(map(str, tried))})")
+    evidence.note(f"n={','.join(dict.fromkeys(sizes))} (the fastest of {', '.join(map(str, tried))})"
+                  + (f", kernel {','.join(dict.fromkeys(kernels))} (the faster of "
+                     f"{', '.join(ctx.device.gemm_kernels(ctx.device.torch_dtype(dtype)))})" if kernels else ""))
     return evidence
 
 
@@ -253,6 +277,8 @@ class BandwidthParams(CheckParams):
     rounds: int = 6
     #: Smallest arrays the check falls back to when the device cannot hold two of `nbytes`.
     min_nbytes: int = 64 << 20
+    #: Interleaved passes, one copy per kernel each, that choose the copy kernel where the device has several.
+    kernel_passes: int = 3
 
     @classmethod
     def for_run(cls, sizing: Sizing) -> BandwidthParams:
@@ -295,6 +321,38 @@ def _bandwidth_buffers(ctx: CheckContext, index: int, params: BandwidthParams,
     return None
 
 
+def _fastest_copy_kernel(ctx: CheckContext, dst: torch.Tensor, src: torch.Tensor, params: BandwidthParams,
+                         sync: Callable[[], None], evidence: Evidence) -> str | None:
+    """The copy kernel to measure (None: the device has one), each kernel warmed up first.
+
+    Chosen before the measurement, by the median over `params.kernel_passes` interleaved
+    passes of each kernel's speed relative to the pass's fastest, so that a slow phase of the
+    host does not decide it; the measurement then times one kernel, as a reference would.
+    Taking the better of two kernels in every round would add a statistic of the noise."""
+    kernels = ctx.device.copy_kernels()
+    for kernel in kernels:
+        ctx.device.copy_(dst, src, kernel if len(kernels) > 1 else None)
+    sync()
+    if len(kernels) == 1:
+        return None
+    shares: dict[str, list[float]] = {kernel: [] for kernel in kernels}
+    for _ in range(params.kernel_passes):
+        speed = {kernel: 1.0 / timing.best_of(functools.partial(_copies, ctx, dst, src, kernel), 1, 1,
+                                              sync, ctx.checkpoint)
+                 for kernel in kernels}
+        for kernel, value in speed.items():
+            shares[kernel].append(value / max(speed.values()))
+    chosen = max(kernels, key=lambda kernel: statistics.median(shares[kernel]))
+    evidence.note(f"copy kernel {chosen} (the faster of {', '.join(kernels)})")
+    return chosen
+
+
+def _copies(ctx: CheckContext, dst: torch.Tensor, src: torch.Tensor, kernel: str, repeats: int) -> None:
+    """`repeats` copies with one kernel."""
+    for _ in range(repeats):
+        ctx.device.copy_(dst, src, kernel)
+
+
 @check("perf.membw", params=BandwidthParams, timeout_s=180)
 def membw(ctx: CheckContext, params: BandwidthParams) -> Evidence:
     """STREAM copy (judged) and triad (reported): bytes moved per second, best of N rounds.
@@ -315,18 +373,18 @@ def membw(ctx: CheckContext, params: BandwidthParams) -> Evidence:
         half = numel // 2
         ref_gbps = 0.0
 
-        def copy(repeats: int, a: torch.Tensor = a, b: torch.Tensor = b) -> None:
-            for _ in range(repeats):
-                ctx.device.copy_(a, b)
-
         def triad(repeats: int, a: torch.Tensor = a[:half], b: torch.Tensor = b[:half],
                   c: torch.Tensor = b[half:2 * half]) -> None:
             for _ in range(repeats):
                 ctx.device.triad(a, b, c, 3.0)
 
         sync = _sync(ctx, index)
-        copy(1)
-        sync()
+        kernel = _fastest_copy_kernel(ctx, a, b, params, sync, evidence)
+
+        def copy(repeats: int, a: torch.Tensor = a, b: torch.Tensor = b, kernel: str | None = kernel) -> None:
+            for _ in range(repeats):
+                ctx.device.copy_(a, b, kernel)
+
         if ctx.relative:
             # Between the same two arrays on a host device: no extra memory, the same pages.
             ref = (reference.CopyReference(a.numpy(), b.numpy()) if a.device.type == "cpu"

@@ -28,6 +28,8 @@ from accelqual_probes.schema import DeviceInfo, Inventory
 #: Device kinds the probe knows, in the order `--device auto` tries them (cpu last).
 ACCELERATOR_KINDS = ("cuda", "npu", "mlu", "xpu", "musa")
 DEVICE_KINDS = ("cpu", *ACCELERATOR_KINDS)
+#: The kernel every backend's `matmul` and `copy_` use unless told otherwise: torch's own.
+DEFAULT_KERNEL = "torch"
 
 #: torch dtypes by the catalog's dtype names. tf32 is fp32 storage with tensor-core math.
 TORCH_DTYPES: dict[str, torch.dtype] = {
@@ -129,10 +131,20 @@ class DeviceBackend(ABC):
         return None
 
     # -- primitives the checks measure through -------------------------------------------------
-    def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    def gemm_kernels(self, dtype: torch.dtype) -> tuple[str, ...]:
+        """The GEMM kernels `matmul` offers for operands of `dtype`, the default first.
+
+        The GEMM performance check measures each and reports the fastest; every other
+        caller uses the default.
+        """
+        return (DEFAULT_KERNEL,)
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None,
+               kernel: str | None = None) -> torch.Tensor:
         """One dense GEMM; fp8 and int8 use the scaled/integer kernels (fp32/int32 results).
 
         `out` (2-D operands only) receives the result, so a timed loop allocates nothing.
+        `kernel` is one of `gemm_kernels(a.dtype)`; None is the default.
         """
         if a.dtype in (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz):
             one = torch.ones((), dtype=torch.float32, device=a.device)
@@ -146,13 +158,25 @@ class DeviceBackend(ABC):
             return torch._int_mm(a, b) if out is None else torch._int_mm(a, b, out=out)
         return a @ b if out is None else torch.mm(a, b, out=out)
 
+    def matmul_repeated(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, repeats: int,
+                        kernel: str | None = None) -> None:
+        """`repeats` GEMMs into `out` back to back: a timed loop (a kernel may run it without
+        returning to Python between GEMMs)."""
+        for _ in range(repeats):
+            self.matmul(a, b, out, kernel)
+
     def matmul_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """An uninitialised tensor `matmul(a, b, out=...)` can write its result into."""
         dtype = {torch.int8: torch.int32}.get(a.dtype, torch.float32 if a.element_size() == 1 else a.dtype)
         return torch.empty(a.shape[0], b.shape[1], dtype=dtype, device=a.device)
 
-    def copy_(self, dst: torch.Tensor, src: torch.Tensor) -> None:
-        """Device memory copy (STREAM copy): reads `src`, writes `dst`."""
+    def copy_kernels(self) -> tuple[str, ...]:
+        """The copy kernels `copy_` offers, the default first (the bandwidth check measures each)."""
+        return (DEFAULT_KERNEL,)
+
+    def copy_(self, dst: torch.Tensor, src: torch.Tensor, kernel: str | None = None) -> None:
+        """Device memory copy (STREAM copy): reads `src`, writes `dst`; `kernel` is one of `copy_kernels()`
+        (None: the default)."""
         dst.copy_(src)
 
     def triad(self, out: torch.Tensor, b: torch.Tensor, c: torch.Tensor, scalar: float) -> None:

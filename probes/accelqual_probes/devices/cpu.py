@@ -1,13 +1,18 @@
 """The CPU as a device: the reference device of CI, laptops and the simulated fleet.
 
 Inventory comes from /proc (model name, MemTotal); allocations are bounded so a probe
-never squeezes the host it shares with other probes or workloads. Memory copies go
-through the C library's `memcpy`, the copy kernel tuned for this CPU (it switches to
-non-temporal stores for copies larger than the caches, as STREAM-class copies need,
-which `Tensor.copy_`'s vectorised loop does not). torch and numpy
+never squeezes the host it shares with other probes or workloads. torch and numpy
 BLAS are pinned to the same small thread count (`ACCELQUAL_CPU_THREADS`, default 1):
 probes that share a host then measure alike, and the two libraries' spin-waiting
 thread pools cannot distort each other's timings.
+
+A host CPU has more than one good kernel for what the performance checks measure, and
+which is faster depends on the CPU, so the device offers both and the checks measure
+each. Copies: the C library's `memcpy` (the default; non-temporal stores for copies
+beyond the size glibc takes for its cache, which it reads from CPUID and can overstate
+on virtual machines) and `Tensor.copy_`'s vectorised loop (regular stores; faster on an
+AMD EPYC host whose `memcpy` did not stream). fp32/fp64 GEMM: torch's MKL (the default)
+and numpy's OpenBLAS (`hostblas`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from pathlib import Path
 import torch
 
 from accelqual_probes import reference
-from accelqual_probes.devices.base import BackendSpec, DeviceBackend
+from accelqual_probes.devices import hostblas
+from accelqual_probes.devices.base import DEFAULT_KERNEL, BackendSpec, DeviceBackend
 from accelqual_probes.hostinfo import read_cpuinfo, read_meminfo
 
 ENV_CPU_THREADS = "ACCELQUAL_CPU_THREADS"
@@ -40,6 +46,9 @@ CPU_ALLOCATION_SHARE = 0.10
 #: Allocations from this size up ask for transparent huge pages, as numpy does for its arrays:
 #: a streaming copy then takes 512 times fewer TLB misses (2-6% more copy bandwidth measured).
 HUGEPAGE_MIN_BYTES = 4 << 20
+#: The CPU device's kernels (see the module docstring); the first of each is the default.
+MEMCPY_KERNEL = "memcpy"
+HOST_BLAS_KERNEL = "host-blas"
 _HUGEPAGE = 2 << 20
 _MADV_HUGEPAGE = 14
 
@@ -69,7 +78,8 @@ class CpuBackend(DeviceBackend):
         env_threads = os.environ.get(ENV_CPU_THREADS, "")
         self.threads = threads or (int(env_threads) if env_threads.isdigit() and int(env_threads) > 0 else 1)
         torch.set_num_threads(self.threads)
-        reference.set_blas_threads(self.threads)
+        # numpy's BLAS is a GEMM kernel of this device only where it can be pinned like torch's.
+        self._host_blas = reference.set_blas_threads(self.threads)
         self.vendor, self._model = read_cpuinfo()
 
     def device_count(self) -> int:
@@ -109,8 +119,29 @@ class CpuBackend(DeviceBackend):
             advise_hugepages(tensor.data_ptr(), nbytes)
         return tensor
 
-    def copy_(self, dst: torch.Tensor, src: torch.Tensor) -> None:
-        if _memcpy_compatible(dst, src):
+    def gemm_kernels(self, dtype: torch.dtype) -> tuple[str, ...]:
+        if self._host_blas and dtype in hostblas.HOST_BLAS_DTYPES:
+            return (DEFAULT_KERNEL, HOST_BLAS_KERNEL)
+        return (DEFAULT_KERNEL,)
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None,
+               kernel: str | None = None) -> torch.Tensor:
+        if kernel == HOST_BLAS_KERNEL:
+            return hostblas.run(a, b, self.matmul_output(a, b) if out is None else out)
+        return super().matmul(a, b, out)
+
+    def matmul_repeated(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, repeats: int,
+                        kernel: str | None = None) -> None:
+        if kernel == HOST_BLAS_KERNEL:
+            hostblas.run(a, b, out, repeats)
+        else:
+            super().matmul_repeated(a, b, out, repeats, kernel)
+
+    def copy_kernels(self) -> tuple[str, ...]:
+        return (MEMCPY_KERNEL, DEFAULT_KERNEL)
+
+    def copy_(self, dst: torch.Tensor, src: torch.Tensor, kernel: str | None = None) -> None:
+        if kernel in (None, MEMCPY_KERNEL) and _memcpy_compatible(dst, src):
             ctypes.memmove(dst.data_ptr(), src.data_ptr(), src.numel() * src.element_size())
         else:
             dst.copy_(src)

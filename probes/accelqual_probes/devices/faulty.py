@@ -38,18 +38,20 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from accelqual_probes.devices.base import BackendSpec, DeviceBackend, DeviceIds, DeviceOutOfMemoryError
+from accelqual_probes.devices.hostblas import host_mm
 from accelqual_probes.devices.nvml import Nvml
 from accelqual_probes.faults import FaultPlan
 
 _aten = torch.ops.aten
-#: The compute-heavy ops (forward and backward of GEMM and convolution) that compute faults target.
+#: The compute-heavy ops (forward and backward of GEMM and convolution, and the CPU device's
+#: host-BLAS GEMM) that compute faults target.
 #: Under autograd a mode sees the decomposed ops (mm, addmm, convolution); under
 #: inference_mode it sees the composite ones (linear, matmul, conv2d) before they decompose.
 COMPUTE_OPS = frozenset({
     _aten.mm, _aten.addmm, _aten.bmm, _aten.baddbmm, _aten.addmv, _aten.mv, _aten.dot,
     _aten.linear, _aten.matmul, _aten.einsum,
     _aten.convolution, _aten._convolution, _aten.conv1d, _aten.conv2d, _aten.conv3d, _aten.convolution_backward,
-    _aten._scaled_mm, _aten._int_mm,
+    _aten._scaled_mm, _aten._int_mm, host_mm,
 })
 _FLOAT8 = (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz)
 _DTYPE_NAMES = {torch.float64: "fp64", torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
@@ -238,9 +240,18 @@ class FaultyBackend(DeviceBackend):
     def compute(self) -> AbstractContextManager[None]:
         return self._compute_scope()
 
-    def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    def gemm_kernels(self, dtype: torch.dtype) -> tuple[str, ...]:
+        return self.inner.gemm_kernels(dtype)
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None,
+               kernel: str | None = None) -> torch.Tensor:
         with self._compute_scope():
-            return self.inner.matmul(a, b, out)
+            return self.inner.matmul(a, b, out, kernel)
+
+    def matmul_repeated(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, repeats: int,
+                        kernel: str | None = None) -> None:
+        with self._compute_scope():
+            self.inner.matmul_repeated(a, b, out, repeats, kernel)
 
     def matmul_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.inner.matmul_output(a, b)
@@ -262,9 +273,12 @@ class FaultyBackend(DeviceBackend):
         self._local.carry = carry - repeats
         return repeats
 
-    def copy_(self, dst: torch.Tensor, src: torch.Tensor) -> None:
+    def copy_kernels(self) -> tuple[str, ...]:
+        return self.inner.copy_kernels()
+
+    def copy_(self, dst: torch.Tensor, src: torch.Tensor, kernel: str | None = None) -> None:
         for _ in range(1 + self._memory_repeats()):
-            self.inner.copy_(dst, src)
+            self.inner.copy_(dst, src, kernel)
 
     def triad(self, out: torch.Tensor, b: torch.Tensor, c: torch.Tensor, scalar: float) -> None:
         for _ in range(1 + self._memory_repeats()):
