@@ -179,21 +179,22 @@ What the benchmark found in the probe, and what changed (CPU; the GPU side await
   sweep's finalists) is timed with the probe's number and length of samples.
 - **Noise.** This is a shared 2-core VM: a single round's probe/reference ratio ranges from
   0.8 to 1.1 here (0.6 to 1.5 on the host before), so a median of 7 rounds still moves by a
-  few percent between runs. This version's two runs above met 7/7 CPU targets each; the
+  few percent between runs. This version's three runs above met 7/7 CPU targets each; the
   closest were fp64 at 0.956 and memory bandwidth at 0.956. Three runs on the way to it,
   each with part of the changes, met 5/7 (one operator call per GEMM: fp64 0.911, fp32
   0.946), 6/7 (fp8 0.947, interval 0.93 to 1.01, both sides the same kernel at n=2560) and
   7/7 (references still one copy per sample: bandwidth 0.912 against a 128 MiB copy). The
   previous version met 7/7 and 5/7 on this host, and 7/7, 5/7, 6/7 and 5/7 on the host
   before.
-- **What the runs can tell.** In both runs every GEMM's reference is the kernel family the
+- **What the runs can tell.** In all three runs every GEMM's reference is the kernel family the
   probe can measure: numpy's OpenBLAS for fp64 and fp32 (the last round's reason names
-  `host-blas` for fp32 in both runs and for fp64 in the first, torch's kernel for fp64 in
-  the second; the benchmark keeps every round's size but only the last round's reason),
+  `host-blas` for fp32 in the first two runs and for fp64 in the first and third, torch's
+  kernel in the other two; the benchmark keeps every round's size but only the last round's
+  reason),
   torch's kernels for fp16, bf16, int8 and fp8. What is left between the two sides is the sizing (the
   probe chooses its size in each run; the reference is the best of the sweep) and noise.
   fp8's calls last 0.4 s at n=2560, so each side's round is the best of only four calls and
-  its rounds spread most (up to 18%). The standard suite now takes 28 s rather than 21: the
+  its rounds spread most (up to 18%). The standard suite now takes 28-31 s rather than 21: the
   second kernel's ladder for fp32 and fp64, and the copy kernel's choice.
 """
 
@@ -403,7 +404,10 @@ session; calibration units compare across them (see **Calibration** below):
   (there is no selector to pace in it): 3.57 against 2.75 ms per node at 2,000 nodes in
   consecutive runs. Whatever its own loop saves, the cold caches cost more.
 - **2 ms per node at 5,000 nodes: met on this host, by a margin the host explains in part.**
-  1.36 and 1.39 ms, 0.68-0.69 of the target. In calibration units the operator went from
+  1.36 and 1.39 ms, 0.68-0.69 of the target; the third 5,000-node run, a session later on
+  a host of the same kind (the operator's code unchanged; the probes' CPU kernels are not
+  in the control plane's path), 1.69 ms or 9.9 units, 0.84 of the target, which shows how
+  far runs of one version move between hosts of one kind. In calibration units the operator went from
   10.9-12.6 (the previous version, on the host before) to 8.3-8.9, a real cut of about a
   quarter; the rest of the way from 3.6-3.9 ms is this host being about twice as fast. On
   the host before, 8.3-8.9 units would have been about 2.4-2.9 ms, still over the target.
