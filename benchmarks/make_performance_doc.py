@@ -189,8 +189,8 @@ What the benchmark found in the probe, and what changed (CPU; the GPU side await
 - **What the runs can tell.** In all three runs every GEMM's reference is the kernel family the
   probe can measure: numpy's OpenBLAS for fp64 and fp32 (the last round's reason names
   `host-blas` for fp32 in the first two runs and for fp64 in the first and third, torch's
-  kernel in the other two; the benchmark keeps every round's size but only the last round's
-  reason),
+  kernel in the other two; these runs recorded each round's size but only the last round's
+  reason, and the benchmark now records each round's kernel beside its size),
   torch's kernels for fp16, bf16, int8 and fp8. What is left between the two sides is the sizing (the
   probe chooses its size in each run; the reference is the best of the sweep) and noise.
   fp8's calls last 0.4 s at n=2560, so each side's round is the best of only four calls and

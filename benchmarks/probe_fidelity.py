@@ -582,8 +582,12 @@ def measure(run: PreparedRun, subject: Subject, rounds: int, log: Callable[[str]
 
 
 def _size_in(reason: str) -> str:
-    """The GEMM size a probe reason names ("...; n=384 (of ...)"), or ""."""
-    return reason.split("n=")[1].split(" ")[0] if "n=" in reason else ""
+    """The GEMM size a probe reason names ("...; n=384 (of ...)"), with the kernel where it names
+    one among several ("384 host-blas"), or ""."""
+    if "n=" not in reason:
+        return ""
+    size = reason.split("n=")[1].split(" ")[0]
+    return f"{size} {reason.split(', kernel ')[1].split(' ')[0]}" if ", kernel " in reason else size
 
 
 def reference_worker(threads: int) -> ThreadPoolExecutor:

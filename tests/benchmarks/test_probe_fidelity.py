@@ -83,3 +83,13 @@ def test_a_reference_sample_lasts_as_long_as_the_probes_round() -> None:
     assert probe_fidelity._repeats(copy, 0.041) == 1
     gemm = dataclasses.replace(copy, check_id="perf.gemm.fp32", family="gemm", probe_round_work=None)
     assert probe_fidelity._repeats(gemm, 0.0098) == 3, "GEMM samples round up, as the probe's calibration does"
+
+
+@pytest.mark.parametrize(("reason", "expected"), [
+    ("tflops 0.1 TFLOPS within limits; n=384 (the fastest of 96, 384)", "384"),
+    ("tflops 0.1 TFLOPS within limits; n=96 (the fastest of 96, 384), kernel host-blas (the faster of torch, "
+     "host-blas)", "96 host-blas"),
+    ("gbps 28 GB/s within limits; copy kernel torch (the faster of memcpy, torch)", ""),
+])
+def test_each_rounds_size_and_kernel_are_read_from_the_probes_reason(reason: str, expected: str) -> None:
+    assert probe_fidelity._size_in(reason) == expected

@@ -72,6 +72,17 @@ def test_the_host_blas_kernel_is_offered_only_for_the_dtypes_numpy_multiplies() 
     assert backend.gemm_kernels(torch.float32)[0] == "torch", "torch's kernel stays the default"
 
 
+def test_a_kernel_the_device_does_not_offer_is_refused_by_name() -> None:
+    backend = CpuBackend()
+    a = torch.ones(4, 4, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match=r"no GEMM kernel 'host-blas' \(offered: torch\)"):
+        backend.matmul(a, a, kernel=HOST_BLAS_KERNEL)  # numpy has no bf16
+    with pytest.raises(ValueError, match="no GEMM kernel 'cublas'"):
+        backend.matmul_repeated(a, a, torch.empty(4, 4, dtype=torch.bfloat16), 2, "cublas")
+    with pytest.raises(ValueError, match=r"no copy kernel 'dma' \(offered: memcpy, torch\)"):
+        backend.copy_(torch.zeros(4), torch.ones(4), "dma")
+
+
 def test_the_host_blas_operator_hands_what_numpy_cannot_take_to_torch() -> None:
     a = torch.randn(16, 24, dtype=torch.float64)
     b = torch.randn(32, 24, dtype=torch.float64).t()  # a transposed view

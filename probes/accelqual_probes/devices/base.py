@@ -31,6 +31,11 @@ DEVICE_KINDS = ("cpu", *ACCELERATOR_KINDS)
 #: The kernel every backend's `matmul` and `copy_` use unless told otherwise: torch's own.
 DEFAULT_KERNEL = "torch"
 
+def unknown_kernel(kind: str, what: str, kernel: str, offered: tuple[str, ...]) -> ValueError:
+    """The error of a kernel name a backend does not offer (a caller's mistake, never a device's)."""
+    return ValueError(f"{kind}: no {what} kernel {kernel!r} (offered: {', '.join(offered)})")
+
+
 #: torch dtypes by the catalog's dtype names. tf32 is fp32 storage with tensor-core math.
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "fp64": torch.float64,
@@ -146,6 +151,8 @@ class DeviceBackend(ABC):
         `out` (2-D operands only) receives the result, so a timed loop allocates nothing.
         `kernel` is one of `gemm_kernels(a.dtype)`; None is the default.
         """
+        if kernel not in (None, DEFAULT_KERNEL):
+            raise unknown_kernel(self.kind, "GEMM", kernel, self.gemm_kernels(a.dtype))
         if a.dtype in (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz):
             one = torch.ones((), dtype=torch.float32, device=a.device)
             # _scaled_mm wants the second operand column-major; operands made for it already are
@@ -177,6 +184,8 @@ class DeviceBackend(ABC):
     def copy_(self, dst: torch.Tensor, src: torch.Tensor, kernel: str | None = None) -> None:
         """Device memory copy (STREAM copy): reads `src`, writes `dst`; `kernel` is one of `copy_kernels()`
         (None: the default)."""
+        if kernel not in (None, DEFAULT_KERNEL):
+            raise unknown_kernel(self.kind, "copy", kernel, self.copy_kernels())
         dst.copy_(src)
 
     def triad(self, out: torch.Tensor, b: torch.Tensor, c: torch.Tensor, scalar: float) -> None:

@@ -29,7 +29,7 @@ import torch
 
 from accelqual_probes import reference
 from accelqual_probes.devices import hostblas
-from accelqual_probes.devices.base import DEFAULT_KERNEL, BackendSpec, DeviceBackend
+from accelqual_probes.devices.base import DEFAULT_KERNEL, BackendSpec, DeviceBackend, unknown_kernel
 from accelqual_probes.hostinfo import read_cpuinfo, read_meminfo
 
 ENV_CPU_THREADS = "ACCELQUAL_CPU_THREADS"
@@ -126,13 +126,13 @@ class CpuBackend(DeviceBackend):
 
     def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None,
                kernel: str | None = None) -> torch.Tensor:
-        if kernel == HOST_BLAS_KERNEL:
+        if kernel == HOST_BLAS_KERNEL and kernel in self.gemm_kernels(a.dtype):
             return hostblas.run(a, b, self.matmul_output(a, b) if out is None else out)
-        return super().matmul(a, b, out)
+        return super().matmul(a, b, out, kernel)
 
     def matmul_repeated(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, repeats: int,
                         kernel: str | None = None) -> None:
-        if kernel == HOST_BLAS_KERNEL:
+        if kernel == HOST_BLAS_KERNEL and kernel in self.gemm_kernels(a.dtype):
             hostblas.run(a, b, out, repeats)
         else:
             super().matmul_repeated(a, b, out, repeats, kernel)
@@ -143,8 +143,10 @@ class CpuBackend(DeviceBackend):
     def copy_(self, dst: torch.Tensor, src: torch.Tensor, kernel: str | None = None) -> None:
         if kernel in (None, MEMCPY_KERNEL) and _memcpy_compatible(dst, src):
             ctypes.memmove(dst.data_ptr(), src.data_ptr(), src.numel() * src.element_size())
-        else:
+        elif kernel in (None, MEMCPY_KERNEL, DEFAULT_KERNEL):
             dst.copy_(src)
+        else:
+            raise unknown_kernel(self.kind, "copy", kernel, self.copy_kernels())
 
     def runtime_version(self) -> str | None:
         capability = torch.backends.cpu.get_cpu_capability()
