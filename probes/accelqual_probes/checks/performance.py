@@ -90,14 +90,14 @@ def _candidate_sizes(params: GemmParams, dtype: str, accelerator: bool) -> list[
     return sorted({n // 2 if accelerator and dtype == "fp64" else n for n in params.sizes})
 
 
-#: A GEMM candidate: (kernel, None where the device offers one; size).
-_Key = tuple[str | None, int]
+#: A GEMM candidate: (kernel, size).
+_Key = tuple[str, int]
 
 
 class _Gemm:
     """Operands and output of one GEMM size, and the timed work over them."""
 
-    def __init__(self, ctx: CheckContext, index: int, dtype: str, n: int, kernel: str | None = None) -> None:
+    def __init__(self, ctx: CheckContext, index: int, dtype: str, n: int, kernel: str) -> None:
         self.device = ctx.device
         self.n = n
         self.kernel = kernel
@@ -140,7 +140,7 @@ def _fastest_size(ctx: CheckContext, index: int, dtype: str, params: GemmParams,
                                      or last.rate < 0.5 * max(walked)):
                 break
             ctx.checkpoint()
-            last = _Gemm(ctx, index, dtype, n, kernel if len(kernels) > 1 else None)
+            last = _Gemm(ctx, index, dtype, n, kernel)
             rate = _time_size(last, params, sync, ctx)
             misses = 0 if rate > max(walked, default=0.0) else misses + 1
             walked.append(rate)
@@ -230,8 +230,7 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
         tflops = gemm.flops / seconds / TFLOP
         values.append((tflops, index))
         sizes.append(str(gemm.n))
-        if gemm.kernel is not None:
-            kernels.append(gemm.kernel)
+        kernels.append(gemm.kernel)
         evidence.measure("tflops", tflops, "TFLOPS", index)
         if ctx.relative:
             evidence.measure("reference_tflops", ref_tflops, "TFLOPS", index)
@@ -249,9 +248,10 @@ def _gemm(ctx: CheckContext, params: GemmParams) -> Evidence:
         for value, where in values:
             evidence.measure("fraction_of_nominal", value / (nominal or 1.0), "", where)
     tried = _candidate_sizes(params, dtype, ctx.device.accelerator)
+    offered = ctx.device.gemm_kernels(ctx.device.torch_dtype(dtype))
     evidence.note(f"n={','.join(dict.fromkeys(sizes))} (the fastest of {', '.join(map(str, tried))})"
-                  + (f", kernel {','.join(dict.fromkeys(kernels))} (the faster of "
-                     f"{', '.join(ctx.device.gemm_kernels(ctx.device.torch_dtype(dtype)))})" if kernels else ""))
+                  + (f", kernel {','.join(dict.fromkeys(kernels))} (the faster of {', '.join(offered)})"
+                     if len(offered) > 1 else ""))
     return evidence
 
 
@@ -322,8 +322,8 @@ def _bandwidth_buffers(ctx: CheckContext, index: int, params: BandwidthParams,
 
 
 def _fastest_copy_kernel(ctx: CheckContext, dst: torch.Tensor, src: torch.Tensor, params: BandwidthParams,
-                         sync: Callable[[], None], evidence: Evidence) -> str | None:
-    """The copy kernel to measure (None: the device has one), each kernel warmed up first.
+                         sync: Callable[[], None], evidence: Evidence) -> str:
+    """The copy kernel to measure, each of the device's kernels warmed up first.
 
     Chosen before the measurement, by the median over `params.kernel_passes` interleaved
     passes of each kernel's speed relative to the pass's fastest, so that a slow phase of the
@@ -331,10 +331,10 @@ def _fastest_copy_kernel(ctx: CheckContext, dst: torch.Tensor, src: torch.Tensor
     Taking the better of two kernels in every round would add a statistic of the noise."""
     kernels = ctx.device.copy_kernels()
     for kernel in kernels:
-        ctx.device.copy_(dst, src, kernel if len(kernels) > 1 else None)
+        ctx.device.copy_(dst, src, kernel)
     sync()
     if len(kernels) == 1:
-        return None
+        return kernels[0]
     shares: dict[str, list[float]] = {kernel: [] for kernel in kernels}
     for _ in range(params.kernel_passes):
         speed = {kernel: 1.0 / timing.best_of(functools.partial(_copies, ctx, dst, src, kernel), 1, 1,
@@ -379,12 +379,7 @@ def membw(ctx: CheckContext, params: BandwidthParams) -> Evidence:
                 ctx.device.triad(a, b, c, 3.0)
 
         sync = _sync(ctx, index)
-        kernel = _fastest_copy_kernel(ctx, a, b, params, sync, evidence)
-
-        def copy(repeats: int, a: torch.Tensor = a, b: torch.Tensor = b, kernel: str | None = kernel) -> None:
-            for _ in range(repeats):
-                ctx.device.copy_(a, b, kernel)
-
+        copy = functools.partial(_copies, ctx, a, b, _fastest_copy_kernel(ctx, a, b, params, sync, evidence))
         if ctx.relative:
             # Between the same two arrays on a host device: no extra memory, the same pages.
             ref = (reference.CopyReference(a.numpy(), b.numpy()) if a.device.type == "cpu"
